@@ -47,6 +47,8 @@ const (
 	MagicInodeBitmap uint32 = 'A' | 'G'<<8 | 'I'<<16 | 'B'<<24 // "AGIB" inode bitmap
 	MagicInodeTable  uint32 = 'A' | 'G'<<8 | 'I'<<16 | 'T'<<24 // "AGIT" inode table block
 	MagicExtentNode  uint32 = 'A' | 'G'<<8 | 'E'<<16 | 'X'<<24 // "AGEX" extent B+tree node
+	MagicDirNode     uint32 = 'A' | 'G'<<8 | 'D'<<16 | 'R'<<24 // "AGDR" directory B+tree node
+	MagicXattrNode   uint32 = 'A' | 'G'<<8 | 'X'<<16 | 'A'<<24 // "AGXA" extended attribute block
 	MagicLogSuper    uint32 = 'A' | 'G'<<8 | 'L'<<16 | 'S'<<24 // "AGLS" log superblock
 )
 
