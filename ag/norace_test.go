@@ -1,0 +1,5 @@
+//go:build !race
+
+package ag
+
+const raceEnabled = false
