@@ -100,7 +100,7 @@ func DecodeAGHeader(b []byte, g *Geometry, seed uint64, ag uint32) (*AGHeader, e
 		return nil, bad("length %d, geometry says %d", h.Length, g.AGLen(ag))
 	case h.FreeBlocks > h.Length:
 		return nil, bad("%d free blocks in an AG of %d", h.FreeBlocks, h.Length)
-	case h.FreeInodes > uint64(g.InodesPerAG):
+	case h.FreeInodes >= uint64(g.InodesPerAG): // index 0 is never free
 		return nil, bad("%d free inodes of %d", h.FreeInodes, g.InodesPerAG)
 	case h.BlockBitmapInit > g.BlockBitmapBlocks:
 		return nil, bad("block bitmap init mark %d beyond %d blocks", h.BlockBitmapInit, g.BlockBitmapBlocks)

@@ -199,7 +199,7 @@
 // With Options.ReadOnly, Open does steps 1 to 5 in memory only: the rebuilt
 // blocks stay pinned in the cache and nothing is ever written.
 //
-// # Differences from docs/wal-spec.md
+// # Choices that differ from the first design
 //
 //   - Sector epoch: a sector is valid only if its epoch equals the
 //     superblock's (the spec: non-decreasing along the stream and no greater
