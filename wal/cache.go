@@ -87,7 +87,7 @@ func (c *cache) setClean(e *centry) {
 // reading it from the device (and verifying it with v) on a miss.
 func (l *Log) read(blk uint64, v Verifier, fn func([]byte)) error {
 	if err := l.g.checkBlock(blk); err != nil {
-		return fmt.Errorf("wal: read: %v", err)
+		return fmt.Errorf("wal: read: %w", err)
 	}
 	c := &l.c
 	c.mu.Lock()

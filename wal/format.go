@@ -131,10 +131,10 @@ func (g *geom) inLog(blk uint64) bool { return blk >= g.Start && blk-g.Start < g
 // checkBlock validates a block number named by a transaction or a record.
 func (g *geom) checkBlock(blk uint64) error {
 	if blk >= g.devBlocks {
-		return fmt.Errorf("block %d is outside the device (%d blocks)", blk, g.devBlocks)
+		return fmt.Errorf("%w: block %d is outside the device (%d blocks)", layout.ErrCorrupt, blk, g.devBlocks)
 	}
 	if g.inLog(blk) {
-		return fmt.Errorf("block %d is inside the log [%d, %d)", blk, g.Start, g.Start+g.Blocks)
+		return fmt.Errorf("%w: block %d is inside the log [%d, %d)", layout.ErrCorrupt, blk, g.Start, g.Start+g.Blocks)
 	}
 	return nil
 }

@@ -80,7 +80,7 @@ func (t *Tx) block(blk uint64) (*txBlock, error) {
 		return b, nil
 	}
 	if err := t.l.g.checkBlock(blk); err != nil {
-		return nil, fmt.Errorf("wal: %v", err)
+		return nil, fmt.Errorf("wal: %w", err)
 	}
 	b := &txBlock{}
 	if t.blocks == nil {
@@ -107,7 +107,7 @@ func (t *Tx) Write(blk uint64, off int, data []byte) error {
 	}
 	if t.blocks[blk] == nil {
 		if err := t.l.g.checkBlock(blk); err != nil {
-			return fmt.Errorf("wal: %v", err)
+			return fmt.Errorf("wal: %w", err)
 		}
 		cur := make([]byte, bs)
 		if err := t.l.read(blk, nil, func(b []byte) { copy(cur, b) }); err != nil {
