@@ -147,10 +147,7 @@ type copyLoc struct {
 // lost, the geometry is unknown, and these are the likely places.
 func copyCandidates(devBytes int64) []copyLoc {
 	var locs []copyLoc
-	for bs := uint32(layout.DefaultBlockSize); bs <= layout.MaxBlockSize; bs <<= 1 {
-		locs = append(locs, candidatesFor(devBytes, bs)...)
-	}
-	for bs := uint32(layout.MinBlockSize); bs < layout.DefaultBlockSize; bs <<= 1 {
+	for bs := uint32(layout.MinBlockSize); bs <= layout.MaxBlockSize; bs <<= 1 {
 		locs = append(locs, candidatesFor(devBytes, bs)...)
 	}
 	return locs

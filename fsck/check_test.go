@@ -34,7 +34,7 @@ func TestFreshImageIsClean(t *testing.T) {
 		o    mkfs.Options
 	}{
 		{64 << 20, mkfs.Options{}},
-		{256 << 20, mkfs.Options{Params: layout.Params{BlockSize: 1024}}},
+		{256 << 20, mkfs.Options{Params: layout.Params{BlockSize: 16384}}},
 		{300 << 20, mkfs.Options{Params: layout.Params{AGCount: 7, BlockSize: 8192}}},
 	} {
 		dev, sb := newImage(t, tc.size, tc.o)

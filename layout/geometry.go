@@ -35,7 +35,7 @@ type Geometry struct {
 
 // Limits on geometry.
 const (
-	MinBlockSize = 1024
+	MinBlockSize = 4096
 	MaxBlockSize = 65536
 	// InodeSize is the fixed size of an on-disk inode.
 	InodeSize = 256

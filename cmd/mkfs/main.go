@@ -42,7 +42,7 @@ func main() {
 
 func run(args []string, out io.Writer) error {
 	fs := cli.NewFlagSet("mkfs.agfs", help)
-	blockSize := fs.StringP("block-size", "b", "4096", "block size in bytes, a power of two from 1K to 64K")
+	blockSize := fs.StringP("block-size", "b", "4096", "block size in bytes, a power of two from 4K to 64K")
 	agCount := fs.Uint32P("ag-count", "a", 0, "number of allocation groups (default: 4 for devices up to 4 GiB, else AGs of at least 1 GiB, at most 64)")
 	agSize := fs.String("ag-size", "", "size of each allocation group (instead of --ag-count)")
 	bpi := fs.StringP("bytes-per-inode", "i", "16K", "one inode for every this many bytes of space")
