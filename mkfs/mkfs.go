@@ -11,6 +11,7 @@ import (
 
 	"agfs/ag"
 	"agfs/disk"
+	"agfs/fs"
 	"agfs/layout"
 	"agfs/wal"
 )
@@ -69,7 +70,9 @@ func Plan(devBytes int64, o Options) (*layout.Superblock, error) {
 //
 // The order makes an interrupted mkfs harmless: old signatures are wiped
 // and flushed first, and the primary superblock, which makes the device an
-// agfs filesystem, is written after everything else is durable.
+// agfs filesystem, is written after the AGs and the log are durable. Only
+// the root directory comes after it; a filesystem interrupted there is
+// refused by mount and fsck ("no root directory") and simply reformatted.
 func Format(dev disk.Device, sb *layout.Superblock) error {
 	wipe := make([]byte, min(layout.IdentifyBytes, int64(sb.BlockCount)*int64(sb.BlockSize)))
 	if _, err := dev.WriteAt(wipe, 0); err != nil {
@@ -93,6 +96,11 @@ func Format(dev disk.Device, sb *layout.Superblock) error {
 	}
 	if err := dev.Flush(); err != nil {
 		return fmt.Errorf("flush: %w", err)
+	}
+	// The root directory and lost+found, made by the filesystem code over
+	// an in-memory overlay and written home with LSN 0 (fs.Init).
+	if err := fs.Init(dev, sb); err != nil {
+		return err
 	}
 	return nil
 }

@@ -1,0 +1,104 @@
+package fs
+
+import (
+	"syscall"
+
+	"agfs/layout"
+)
+
+// SetAttr valid bits (the values of FUSE's FATTR_* bits).
+const (
+	SetMode     = 1 << 0
+	SetUID      = 1 << 1
+	SetGID      = 1 << 2
+	SetSize     = 1 << 3
+	SetAtime    = 1 << 4
+	SetMtime    = 1 << 5
+	SetAtimeNow = 1 << 7
+	SetMtimeNow = 1 << 8
+	SetCtime    = 1 << 10
+)
+
+// SetAttr changes the attributes whose Valid bit is set.
+type SetAttr struct {
+	Valid               uint32
+	Mode, UID, GID      uint32
+	Size                uint64
+	Atime, Mtime, Ctime int64
+}
+
+// SetAttr applies s to ino: chmod (the permission bits), chown (which
+// clears setuid, and setgid when group-execute is set, of a non-directory,
+// as Linux does), truncate up or down (regular files; frees the blocks
+// past the new end and updates mtime), utimens (explicit times or now).
+// Any change sets ctime (to now, or to s.Ctime with SetCtime).
+func (f *FS) SetAttr(ino uint64, s SetAttr) (Attr, error) {
+	n, err := f.get(ino)
+	if err != nil {
+		return Attr{}, errno(err)
+	}
+	defer f.put(n)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s.Valid&SetSize != 0 {
+		if err := regular(n.d.Mode); err != nil {
+			return Attr{}, err
+		}
+		if s.Size > maxFileSize {
+			return Attr{}, syscall.EFBIG
+		}
+	}
+	apply := func(o *op, w *layout.Inode) {
+		if s.Valid&SetMode != 0 {
+			w.Mode = w.Mode&syscall.S_IFMT | s.Mode&07777
+		}
+		if s.Valid&(SetUID|SetGID) != 0 {
+			if s.Valid&SetUID != 0 {
+				w.UID = s.UID
+			}
+			if s.Valid&SetGID != 0 {
+				w.GID = s.GID
+			}
+			if s.Valid&SetMode == 0 {
+				killPriv(w)
+			}
+		}
+		switch {
+		case s.Valid&SetAtimeNow != 0:
+			w.Atime = o.now
+		case s.Valid&SetAtime != 0:
+			w.Atime = s.Atime
+		}
+		switch {
+		case s.Valid&SetMtimeNow != 0:
+			w.Mtime = o.now
+		case s.Valid&SetMtime != 0:
+			w.Mtime = s.Mtime
+		case s.Valid&SetSize != 0:
+			w.Mtime = o.now
+		}
+		if s.Valid&SetCtime != 0 {
+			w.Ctime = s.Ctime
+		} else {
+			w.Ctime = o.now
+		}
+	}
+	var res layout.Inode
+	if s.Valid&SetSize != 0 {
+		err = f.setSize(n, s.Size, apply)
+		res = n.d
+	} else {
+		var o *op
+		o, err = f.run(func(o *op) error {
+			apply(o, o.w(n))
+			return nil
+		})
+		if err == nil {
+			res = *o.committed(n)
+		}
+	}
+	if err != nil {
+		return Attr{}, errno(err)
+	}
+	return f.attr(ino, &res), nil
+}

@@ -1,0 +1,159 @@
+package fs
+
+import (
+	"syscall"
+
+	"agfs/btree"
+	"agfs/layout"
+	"agfs/wal"
+	"agfs/xattr"
+)
+
+// Extended attributes: small ones inline in the tail of the inode's fork
+// area, from Inode.ForkOffset on (0 = none inline), the rest in an xattr
+// B+tree whose root is Inode.XattrBlock (package xattr).
+//
+// The data fork keeps the head of the fork area: when attributes are
+// first put inline, the inline area starts where the data fork ends,
+// rounded up to a whole extent record for extent-mapped inodes (at least
+// one), at byte 16 for directories (index root and parent) and B+tree
+// files, and after the target for inline symlinks. A file whose extents
+// outgrow the space before ForkOffset moves them to an extent tree.
+
+// xattrStart is where the inline attribute area of in starts (or would).
+func xattrStart(in *layout.Inode) int {
+	if in.ForkOffset != 0 {
+		return int(in.ForkOffset)
+	}
+	switch in.DataFormat {
+	case layout.DataInline:
+		return int(min(in.Size, layout.ForkSize))
+	case layout.DataBTree:
+		return dirForkBytes
+	}
+	return max(int(in.ForkCount), 1) * layout.ExtentSize
+}
+
+// openXattr opens the attributes of inode ino (working copy or committed
+// inode in) within tx.
+func (f *FS) openXattr(tx *wal.Tx, ino uint64, in *layout.Inode, alloc btree.Allocator) (*xattr.Set, error) {
+	off := xattrStart(in)
+	area := make([]byte, layout.ForkSize-off)
+	if in.ForkOffset != 0 {
+		copy(area, in.Fork[off:])
+	}
+	if alloc == nil {
+		alloc = noAlloc{}
+	}
+	return xattr.Open(tx, area, in.XattrBlock, btree.Config{Owner: ino, Seed: f.seed, BlockSize: f.bs,
+		Alloc: alloc, Goal: f.goal(ino)})
+}
+
+// saveXattr stores the attributes' inline area and root in w. (Always:
+// xattr.Set.Changed misses a root that moved when the tree split or
+// shrank; the inode diff logs only what really changed.)
+func saveXattr(s *xattr.Set, w *layout.Inode) {
+	off := xattrStart(w)
+	clear(w.Fork[off:])
+	ent := s.Inline()
+	copy(w.Fork[off:], ent)
+	if len(ent) > 0 {
+		w.ForkOffset = uint16(off)
+	} else {
+		w.ForkOffset = 0
+	}
+	w.XattrBlock = s.Root()
+}
+
+func (f *FS) hasXattrs(in *layout.Inode) bool {
+	var inline []byte
+	if in.ForkOffset != 0 {
+		inline = in.Fork[in.ForkOffset:]
+	}
+	return !xattr.Empty(inline, in.XattrBlock)
+}
+
+// GetXattr copies the value of name into dst and returns its length
+// (only the length when dst is empty). ENODATA when absent, ERANGE when
+// dst is too small.
+func (f *FS) GetXattr(ino uint64, name string, dst []byte) (int, error) {
+	n, err := f.get(ino)
+	if err != nil {
+		return 0, errno(err)
+	}
+	defer f.put(n)
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if !f.hasXattrs(&n.d) {
+		if _, _, err := xattr.ParseName(name); err != nil {
+			return 0, err
+		}
+		return 0, syscall.ENODATA
+	}
+	tx := f.log.Begin()
+	defer tx.Abort()
+	s, err := f.openXattr(tx, ino, &n.d, nil)
+	if err != nil {
+		return 0, errno(err)
+	}
+	k, err := s.Get(name, dst)
+	return k, errno(err)
+}
+
+// ListXattr writes the NUL-terminated names into dst and returns the
+// bytes used (the size only when dst is empty; ERANGE when too small).
+func (f *FS) ListXattr(ino uint64, dst []byte) (int, error) {
+	n, err := f.get(ino)
+	if err != nil {
+		return 0, errno(err)
+	}
+	defer f.put(n)
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if !f.hasXattrs(&n.d) {
+		return 0, nil
+	}
+	tx := f.log.Begin()
+	defer tx.Abort()
+	s, err := f.openXattr(tx, ino, &n.d, nil)
+	if err != nil {
+		return 0, errno(err)
+	}
+	k, err := s.List(dst, nil)
+	return k, errno(err)
+}
+
+// SetXattr sets name to val; flags XATTR_CREATE (EEXIST if present) and
+// XATTR_REPLACE (ENODATA if absent).
+func (f *FS) SetXattr(ino uint64, name string, val []byte, flags uint32) error {
+	return f.changeXattr(ino, func(s *xattr.Set) error { return s.Set(name, val, int(flags)) })
+}
+
+// RemoveXattr removes name (ENODATA if absent).
+func (f *FS) RemoveXattr(ino uint64, name string) error {
+	return f.changeXattr(ino, func(s *xattr.Set) error { return s.Remove(name) })
+}
+
+func (f *FS) changeXattr(ino uint64, change func(s *xattr.Set) error) error {
+	n, err := f.get(ino)
+	if err != nil {
+		return errno(err)
+	}
+	defer f.put(n)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, err = f.run(func(o *op) error {
+		w := o.w(n)
+		s, err := f.openXattr(o.tx, ino, w, &treeAlloc{o, w})
+		if err != nil {
+			return err
+		}
+		if err := change(s); err != nil {
+			return err
+		}
+		saveXattr(s, w)
+		w.Ctime = o.now
+		return nil
+	})
+	return errno(err)
+}
