@@ -42,14 +42,19 @@ type Report struct {
 	Problems   []Problem
 	FreeBlocks uint64
 	FreeInodes uint64
+	// Inodes counts what the inode phase checked.
+	Inodes InodeStats
 }
 
 // Clean reports whether no problem was found.
 func (r *Report) Clean() bool { return len(r.Problems) == 0 }
 
 // Check verifies the filesystem on dev without writing to it: the
-// superblock and its copies, the log, and every AG's header, bitmaps and
-// counters. A dirty log is replayed into an in-memory overlay first, so the
+// superblock and its copies, the log, every AG's header, bitmaps and
+// counters (the AG phase), every used inode with its data fork and its
+// extent, directory and attribute trees (the inode phase, inodes.go), and
+// the directory tree from the root: entries, parent pointers, link counts
+// and reachability (namespace.go). A dirty log is replayed into an in-memory overlay first, so the
 // check sees the filesystem as the next mount would. The error is for
 // failures to check at all (I/O errors, no superblock to be found);
 // damage is reported in Report.Problems.
@@ -78,29 +83,88 @@ func Check(dev disk.Device) (*Report, error) {
 	r.Log = rep
 
 	problems := make([][]error, sb.AGCount)
-	var wg sync.WaitGroup
-	next := make(chan uint32)
-	for range min(runtime.GOMAXPROCS(0), int(sb.AGCount)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for g := range next {
-				problems[g] = ag.Verify(ov, sb, g)
-			}
-		}()
-	}
-	for g := uint32(0); g < sb.AGCount; g++ {
-		next <- g
-	}
-	close(next)
-	wg.Wait()
+	eachAG(sb.AGCount, func(g uint32) { problems[g] = ag.Verify(ov, sb, g) })
 	for g, errs := range problems {
 		for _, e := range errs {
 			r.add(g, e)
 		}
 	}
 	r.FreeBlocks, r.FreeInodes = freeCounts(ov, sb)
+
+	// The inodes and their trees, then the namespace, read through a
+	// read-only log over the replayed overlay.
+	log, err := openLog(ov, region, sb.Seed())
+	if err != nil {
+		r.add(-1, fmt.Errorf("inodes not checked: the log cannot be opened over the replayed image: %w", err))
+		return r, nil
+	}
+	defer log.Close()
+	res := make([]*agInodes, sb.AGCount)
+	eachAG(sb.AGCount, func(g uint32) { res[g] = checkInodes(log, sb, g) })
+	ns := &namespace{g: &sb.Geometry, ags: res, all: map[uint64]*inodeInfo{}, add: r.add}
+	for g, a := range res {
+		for _, e := range a.errs {
+			r.add(g, e)
+		}
+		for ino, in := range a.inodes {
+			ns.all[ino] = in
+		}
+		ns.incomplete = ns.incomplete || a.incomplete
+		r.Inodes.add(&a.stats)
+	}
+	ns.run()
 	return r, nil
+}
+
+// eachAG runs fn for every AG, AGs in parallel.
+func eachAG(n uint32, fn func(g uint32)) {
+	var wg sync.WaitGroup
+	next := make(chan uint32)
+	for range min(runtime.GOMAXPROCS(0), int(n)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for g := range next {
+				fn(g)
+			}
+		}()
+	}
+	for g := uint32(0); g < n; g++ {
+		next <- g
+	}
+	close(next)
+	wg.Wait()
+}
+
+// openLog opens a read-only log over the overlay, which Recover has
+// already replayed (so the log is clean and empty, and opening it replays
+// nothing). When the log could not be recovered (reported already), an
+// empty log is formatted into the overlay, in memory only, so that the
+// home blocks can still be read as they are.
+func openLog(ov *disk.Overlay, region wal.Region, seed uint64) (*wal.Log, error) {
+	log, _, err := wal.Open(ov, region, seed, wal.Options{ReadOnly: true})
+	if err == nil {
+		return log, nil
+	}
+	if ferr := wal.Format(ov, region, seed); ferr != nil {
+		return nil, err
+	}
+	log, _, err = wal.Open(ov, region, seed, wal.Options{ReadOnly: true})
+	return log, err
+}
+
+func (s *InodeStats) add(o *InodeStats) {
+	s.Used += o.Used
+	s.Dirs += o.Dirs
+	s.Files += o.Files
+	s.Symlinks += o.Symlinks
+	s.Special += o.Special
+	s.Orphans += o.Orphans
+	s.Entries += o.Entries
+	s.ExtentTrees += o.ExtentTrees
+	s.XattrTrees += o.XattrTrees
+	s.MaxIndexDepth = max(s.MaxIndexDepth, o.MaxIndexDepth)
+	s.MaxExtentTree = max(s.MaxExtentTree, o.MaxExtentTree)
 }
 
 func (r *Report) add(ag int, err error) { r.Problems = append(r.Problems, Problem{AG: ag, Err: err}) }

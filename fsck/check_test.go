@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"syscall"
 	"testing"
 
 	"agfs/ag"
 	"agfs/disk"
+	"agfs/fs"
 	"agfs/layout"
 	"agfs/mkfs"
 	"agfs/wal"
@@ -48,15 +50,31 @@ func TestFreshImageIsClean(t *testing.T) {
 		if rep.FreeBlocks == 0 || rep.FreeBlocks >= sb.BlockCount {
 			t.Fatalf("free blocks %d of %d", rep.FreeBlocks, sb.BlockCount)
 		}
-		want := uint64(sb.AGCount) * uint64(sb.InodesPerAG-1)
+		// mkfs made the root directory and lost+found (FORMAT.md §12.7),
+		// and nothing else.
+		if st := rep.Inodes; st.Used != 2 || st.Dirs != 2 || st.Entries != 1 || st.Orphans != 0 {
+			t.Fatalf("fresh image holds %+v, want the root and lost+found", st)
+		}
+		f, err := fs.Open(dev, fs.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		lf, err := f.Lookup(layout.RootIno, fs.LostFound)
+		f.Close()
+		if err != nil || lf.Mode != syscall.S_IFDIR|0700 || lf.Nlink != 2 {
+			t.Fatalf("lost+found: %+v, %v", lf, err)
+		}
+		want := uint64(sb.AGCount)*uint64(sb.InodesPerAG-1) - rep.Inodes.Used
 		if rep.FreeInodes != want {
 			t.Fatalf("free inodes %d, want %d", rep.FreeInodes, want)
 		}
 	}
 }
 
-// TestFlippedBitIsNamed flips one random bit in every block mkfs wrote and
-// expects Check to report a problem naming that block.
+// TestFlippedBitIsNamed flips one random bit in every block mkfs wrote
+// (superblocks, AG headers, bitmaps, inode tables, log superblocks, and
+// the index blocks of the root and lost+found) and expects Check to report
+// a problem naming that block.
 func TestFlippedBitIsNamed(t *testing.T) {
 	dev, sb := newImage(t, 64<<20, mkfs.Options{})
 	img := dev.Bytes()

@@ -24,7 +24,14 @@ DESCRIPTION
     fsck.agfs checks the agfs filesystem on DEVICE, which must not be
     mounted. It verifies the superblock and its copies in every allocation
     group, the write-ahead log, and each AG's header, block and inode
-    bitmaps (every checksum) and free counters. AGs are checked in parallel.
+    bitmaps (every checksum) and free counters. Then every inode in use:
+    its slot against the inode bitmap and the orphan list, its file type,
+    link count, size and data format, its extents, and its extent,
+    directory and extended-attribute B+trees (every node, every entry).
+    Last it walks the directory tree from the root: every entry must name
+    an inode in use of its type, every directory's ".." the directory that
+    names it, every link count the names found, and every inode must be
+    reachable unless it is on an orphan list. AGs are checked in parallel.
 
     A log left dirty by a crash is replayed in memory first, so the check
     sees the filesystem as the next mount will; the device is never
@@ -86,6 +93,11 @@ func run(args []string, out io.Writer) (int, error) {
 	if *verbose {
 		fmt.Fprint(out, mkfs.Describe(rep.Super, path))
 	}
+	if *verbose {
+		st := rep.Inodes
+		fmt.Fprintf(out, "%s: %d inodes in use: %d directories (%d entries), %d files, %d symlinks, %d special, %d orphans\n",
+			path, st.Used, st.Dirs, st.Entries, st.Files, st.Symlinks, st.Special, st.Orphans)
+	}
 	if rep.Log != nil && rep.Log.Replayed > 0 {
 		fmt.Fprintf(out, "%s: log: %d transactions replayed in memory (not unmounted cleanly)\n", path, rep.Log.Replayed)
 	}
@@ -113,10 +125,14 @@ func writeJSON(out io.Writer, path string, rep *fsck.Report) error {
 		Blocks      uint64    `json:"blocks"`
 		FreeBlocks  uint64    `json:"free_blocks"`
 		FreeInodes  uint64    `json:"free_inodes"`
+		UsedInodes  uint64    `json:"used_inodes"`
+		Directories uint64    `json:"directories"`
+		Orphans     uint64    `json:"orphans"`
 		Problems    []problem `json:"problems"`
 	}{
 		Device: path, UUID: mkfs.FormatUUID(rep.Super.UUID), Clean: rep.Clean(), SuperFrom: rep.SuperFrom,
 		Blocks: rep.Super.BlockCount, FreeBlocks: rep.FreeBlocks, FreeInodes: rep.FreeInodes,
+		UsedInodes: rep.Inodes.Used, Directories: rep.Inodes.Dirs, Orphans: rep.Inodes.Orphans,
 		Problems: []problem{},
 	}
 	if rep.Log != nil {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package fsck
+
+const raceEnabled = false
