@@ -6,6 +6,7 @@ BIN      := bin
 CMDS     := $(notdir $(wildcard cmd/mkfs cmd/mount cmd/fsck))
 FUZZTIME ?= 30s
 PREFIX   ?= /usr/local
+SBINDIR  ?= /sbin
 
 .PHONY: all build test unit lint fuzz bench clean install
 
@@ -47,6 +48,12 @@ bench:
 clean:
 	rm -rf $(BIN)
 
+# install puts the commands in $(PREFIX)/sbin, and the mount helper under
+# the name mount(8) runs for `mount -t fuse.agfs` and fstab lines of type
+# fuse.agfs: $(SBINDIR)/mount.fuse.agfs, a symlink to mount.agfs (mount(8)
+# looks in /sbin only). Under that name the mount's kernel type is "fuse"
+# (fstests' FSTYP=fuse); see mount.agfs --help.
 install: build
-	install -d $(DESTDIR)$(PREFIX)/sbin
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(SBINDIR)
 	install -m 0755 $(BIN)/*.agfs $(DESTDIR)$(PREFIX)/sbin/
+	ln -sfn $(PREFIX)/sbin/mount.agfs $(DESTDIR)$(SBINDIR)/mount.fuse.agfs

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"agfs/disk"
+	"agfs/fs"
+	"agfs/fs/fusefs"
+	"agfs/layout"
+)
+
+// serve runs the filesystem in this process (-f): ready is called once the
+// mount is live or has failed.
+func serve(c *config, ready func(error)) error {
+	return serveLog(c, ready, plainLogger(c))
+}
+
+// serveLog opens the device and the filesystem, mounts it, reports
+// readiness, and serves until it is unmounted; then it closes the
+// filesystem (checkpoint, mark clean) and the device.
+func serveLog(c *config, ready func(error), logger *log.Logger) error {
+	// Signals that arrive before the mount is live stop the mount there.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
+	defer signal.Stop(sigs)
+	var mu sync.Mutex
+	var srv *fusefs.Server
+	stopped := false
+	go func() {
+		for range sigs {
+			mu.Lock()
+			stopped = true
+			s := srv
+			mu.Unlock()
+			if s != nil {
+				if err := s.Unmount(); err != nil {
+					logger.Printf("%v", err)
+				}
+			}
+		}
+	}()
+	isStopped := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return stopped
+	}
+
+	if err := checkMountPoint(c.mountPoint); err != nil {
+		return err
+	}
+	dev, err := openDevice(c)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	if err := identify(c.device, dev); err != nil {
+		return err
+	}
+	core, err := fs.Open(dev, c.fs)
+	if err != nil {
+		return fmt.Errorf("%s: %w", c.device, err)
+	}
+	closeCore := func() error {
+		if err := core.Close(); err != nil {
+			return fmt.Errorf("%s: closing the filesystem: %w", c.device, err)
+		}
+		return dev.Close()
+	}
+	if isStopped() {
+		return errors.Join(errors.New("interrupted"), closeCore())
+	}
+
+	mu.Lock()
+	srv, err = fusefs.Mount(fusefs.New(core, fusefs.Options{Logger: logger}), c.mountPoint, c.mount)
+	s, stop := srv, stopped
+	mu.Unlock()
+	if err != nil {
+		return errors.Join(err, closeCore())
+	}
+	ready(nil)
+	if stop {
+		s.Unmount()
+	}
+	if !s.Serve() {
+		// A handler panicked: leave the device as a crash would, for the
+		// log to replay at the next mount.
+		dev.Close()
+		return fmt.Errorf("%s: the filesystem was shut down after an internal error; run fsck.agfs", c.device)
+	}
+	return closeCore()
+}
+
+func checkMountPoint(mnt string) error {
+	st, err := os.Stat(mnt)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", mnt, errors.Unwrap(err))
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("mount point %s is not a directory", mnt)
+	}
+	return nil
+}
+
+// busyWait is how long a mount waits for an agfs daemon that still holds
+// the device after its unmount (it is writing its last checkpoint).
+const busyWait = 60 * time.Second
+
+// openDevice opens and locks the device, refusing one that is mounted or
+// held by another program.
+func openDevice(c *config) (*disk.File, error) {
+	if at := fusefs.MountedAt(c.device); len(at) > 0 {
+		return nil, fmt.Errorf("%s is already mounted on %s", c.device, at[0])
+	}
+	start := time.Now()
+	for {
+		dev, err := disk.Open(c.device, disk.Options{ReadOnly: c.fs.ReadOnly, Direct: true})
+		if err == nil {
+			return dev, nil
+		}
+		if !errors.Is(err, disk.ErrBusy) {
+			return nil, fmt.Errorf("%s: %w", c.device, deviceError(c.device, err))
+		}
+		if at := fusefs.MountedAt(c.device); len(at) > 0 {
+			return nil, fmt.Errorf("%s is already mounted on %s", c.device, at[0])
+		}
+		// An agfs daemon finishing an unmount is waited for; another
+		// program is not. A holder not found may just have let go (or be
+		// out of sight: O_EXCL on a block device): try again briefly.
+		holder, closing := lockHolder(c.device)
+		waited := time.Since(start)
+		switch {
+		case closing && waited < busyWait:
+			verbosef(c, "waiting for %s to release %s", holder, c.device)
+		case holder == "" && waited < unknownWait:
+		case holder != "":
+			return nil, fmt.Errorf("%s is in use by %s", c.device, holder)
+		default:
+			return nil, fmt.Errorf("%s is in use by another program", c.device)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// unknownWait is how long a device held by an unknown process is retried.
+const unknownWait = 2 * time.Second
+
+// deviceError strips the disk package's "disk: open PATH: " prefix, which
+// the caller's message repeats.
+func deviceError(path string, err error) error {
+	msg := err.Error()
+	for _, p := range []string{"disk: open " + path + ": ", "disk: " + path + ": "} {
+		if m, ok := strings.CutPrefix(msg, p); ok {
+			return errors.New(m)
+		}
+	}
+	return err
+}
+
+// identify refuses a device that does not hold agfs, saying what it holds.
+func identify(path string, dev disk.Device) error {
+	head := make([]byte, min(layout.IdentifyBytes, dev.Size()))
+	if _, err := dev.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s: read: %w", path, err)
+	}
+	switch what := layout.Identify(head); what {
+	case "an agfs filesystem":
+		return nil
+	case "":
+		return fmt.Errorf("%s does not contain an agfs filesystem (no known signature; format it with mkfs.agfs)", path)
+	default:
+		return fmt.Errorf("%s contains %s, not agfs", path, what)
+	}
+}

@@ -1,0 +1,138 @@
+package fusefs
+
+import (
+	"errors"
+	"io"
+	"math"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+)
+
+// openFlags are the FOPEN_ flags of an open file. The kernel may keep a
+// file's cached pages across opens: nothing but the kernel changes agfs
+// files, and it invalidates them itself when it sees mtime or size change.
+func (f *FS) openFlags(flags uint32) uint32 {
+	return fuse.FOPEN_KEEP_CACHE
+}
+
+// Open counts an open handle. O_TRUNC never arrives here: the kernel
+// truncates with SETATTR first (go-fuse does not negotiate ATOMIC_O_TRUNC).
+func (f *FS) Open(cancel <-chan struct{}, in *fuse.OpenIn, out *fuse.OpenOut) fuse.Status {
+	if !f.enter() {
+		return fuse.EIO
+	}
+	defer f.leave()
+	if err := f.core.OpenFile(in.NodeId); err != nil {
+		return f.status("open", in.NodeId, err)
+	}
+	*out = fuse.OpenOut{OpenFlags: f.openFlags(in.Flags)}
+	return fuse.OK
+}
+
+func (f *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
+	if !f.enter() {
+		return
+	}
+	defer f.leave()
+	f.core.Release(in.NodeId)
+}
+
+func (f *FS) Read(cancel <-chan struct{}, in *fuse.ReadIn, buf []byte) (fuse.ReadResult, fuse.Status) {
+	if !f.enter() {
+		return nil, fuse.EIO
+	}
+	defer f.leave()
+	if int(in.Size) > len(buf) {
+		buf = make([]byte, in.Size)
+	}
+	n, err := f.core.Read(in.NodeId, buf[:in.Size], int64(in.Offset))
+	if err != nil && !errors.Is(err, io.EOF) && n == 0 {
+		return nil, f.status("read", in.NodeId, err)
+	}
+	return fuse.ReadResultData(buf[:n]), fuse.OK
+}
+
+func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint32, fuse.Status) {
+	if !f.enter() {
+		return 0, fuse.EIO
+	}
+	defer f.leave()
+	n, err := f.core.Write(in.NodeId, data, int64(in.Offset))
+	if err != nil && n == 0 {
+		return 0, f.status("write", in.NodeId, err)
+	}
+	return uint32(n), fuse.OK
+}
+
+// FLUSH (sent at every close(2)) is left to the default ENOSYS: the
+// kernel then stops sending it, saving a round trip per close. There is
+// nothing to do anyway: writes reach agfs as they happen, and with the
+// writeback cache the kernel writes its dirty pages (and reports their
+// errors) before it would send FLUSH. Durability is fsync's business.
+
+// fsyncFdatasync is FUSE_FSYNC_FDATASYNC: only the data and the metadata
+// needed to read it back must be durable.
+const fsyncFdatasync = 1
+
+func (f *FS) Fsync(cancel <-chan struct{}, in *fuse.FsyncIn) fuse.Status {
+	if !f.enter() {
+		return fuse.EIO
+	}
+	defer f.leave()
+	if err := f.core.Fsync(in.NodeId, in.FsyncFlags&fsyncFdatasync != 0); err != nil {
+		return f.status("fsync", in.NodeId, err)
+	}
+	return fuse.OK
+}
+
+// Fallocate passes every mode to the core, which answers EOPNOTSUPP for the
+// ones it lacks (fsx and xfs_io then skip them rather than fail).
+func (f *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status {
+	if !f.enter() {
+		return fuse.EIO
+	}
+	defer f.leave()
+	if in.Offset > math.MaxInt64 || in.Length > math.MaxInt64 {
+		return fuse.Status(syscall.EFBIG)
+	}
+	if err := f.core.Fallocate(in.NodeId, in.Mode, int64(in.Offset), int64(in.Length)); err != nil {
+		return f.status("fallocate", in.NodeId, err)
+	}
+	return fuse.OK
+}
+
+// Lseek answers SEEK_DATA and SEEK_HOLE; the kernel does the other whences
+// itself.
+func (f *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
+	if !f.enter() {
+		return fuse.EIO
+	}
+	defer f.leave()
+	off, err := f.core.Lseek(in.NodeId, int64(in.Offset), int(in.Whence))
+	if err != nil {
+		return f.status("lseek", in.NodeId, err)
+	}
+	out.Offset = uint64(off)
+	return fuse.OK
+}
+
+// maxCopy bounds one COPY_FILE_RANGE: the reply counts bytes in 32 bits;
+// copy_file_range(2) returns a short count and callers loop.
+const maxCopy = math.MaxUint32 &^ (1<<20 - 1)
+
+func (f *FS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (uint32, fuse.Status) {
+	if !f.enter() {
+		return 0, fuse.EIO
+	}
+	defer f.leave()
+	if in.Flags != 0 {
+		return 0, fuse.EINVAL
+	}
+	n := min(in.Len, maxCopy)
+	done, err := f.core.CopyFileRange(in.NodeId, int64(in.OffIn), in.NodeIdOut, int64(in.OffOut), int64(n))
+	if err != nil && done == 0 {
+		return 0, f.status("copy_file_range", in.NodeId, err)
+	}
+	return uint32(done), fuse.OK
+}

@@ -1,0 +1,264 @@
+package fusefs
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// MountOptions say how a filesystem is attached to the directory tree.
+type MountOptions struct {
+	// Device is the mount's source, shown in /proc/mounts and df: the
+	// absolute path of the device or image.
+	Device string
+	// Subtype makes the kernel type "fuse.<Subtype>"; empty gives plain
+	// "fuse" (what fstests expects with FSTYP=fuse).
+	Subtype string
+	// ReadOnly mounts with MS_RDONLY: the kernel refuses every change.
+	ReadOnly bool
+	// AllowOther lets users other than the mounter in; the kernel then
+	// checks permissions itself (default_permissions is always on).
+	AllowOther bool
+	// Flags are the other MS_* flags: MS_NOSUID, MS_NODEV, MS_NOEXEC,
+	// MS_NOATIME, MS_NODIRATIME, MS_RELATIME, MS_STRICTATIME.
+	Flags uintptr
+	// ACL turns on POSIX ACLs (system.posix_acl_access and _default),
+	// enforced by the kernel.
+	ACL bool
+	// WritebackCache turns on the kernel's writeback cache: writes are
+	// gathered in the page cache and reach agfs at writeback, fsync or
+	// close, and the kernel keeps mtime and size itself.
+	WritebackCache bool
+	// Debug logs every FUSE request and reply to Logger.
+	Debug bool
+	// Logger receives go-fuse's messages; nil means log.Default().
+	Logger *log.Logger
+}
+
+// Tuning of the FUSE connection (see docs and DESIGN.md, "The FUSE layer").
+const (
+	// maxWrite is the largest READ or WRITE request: 1 MiB, the kernel's
+	// limit (fuse.MAX_KERNEL_WRITE), unless max_pages_limit is lower.
+	maxWrite = fuse.MAX_KERNEL_WRITE
+	// maxBackground is how many asynchronous requests (readahead,
+	// writeback, RELEASE, FORGET) the kernel keeps in flight.
+	maxBackground = 64
+	// maxInflightBytes bounds the request buffers go-fuse holds at once,
+	// so a storm of requests cannot exhaust memory.
+	maxInflightBytes = 128 << 20
+)
+
+// Server is a mounted agfs filesystem.
+type Server struct {
+	fs     *FS
+	srv    *fuse.Server
+	mnt    string
+	direct bool   // mounted with mount(2), not fusermount
+	dev    string // "major:minor" of the mount, as in mountinfo
+}
+
+// Mount attaches f at mnt and answers the kernel's INIT: when Mount
+// returns, the mount is live and Serve must be called to answer requests.
+//
+// As root it calls mount(2) itself, as go-fuse's DirectMount does, but with
+// its own type and flags (go-fuse always sets a subtype); otherwise it asks
+// fusermount3, and the type is then always fuse.agfs.
+func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
+	mnt, err := filepath.Abs(mnt)
+	if err != nil {
+		return nil, err
+	}
+	fo := &fuse.MountOptions{
+		AllowOther:              o.AllowOther,
+		FsName:                  o.Device,
+		Name:                    o.Subtype,
+		MaxWrite:                kernelMaxWrite(),
+		MaxBackground:           maxBackground,
+		MaxInflightRequestBytes: maxInflightBytes,
+		EnableSymlinkCaching:    true,
+		ExtraCapabilities:       fuse.CAP_READDIRPLUS_AUTO,
+		Debug:                   o.Debug,
+		Logger:                  o.Logger,
+		PanicHandler:            f.panicked,
+	}
+	if fo.Name == "" {
+		fo.Name = "agfs" // fusermount only; the direct mount uses Subtype
+	}
+	if o.WritebackCache {
+		fo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+	}
+	if o.ACL {
+		// The kernel then leaves the umask to us: it does not apply where
+		// the directory has a default ACL.
+		fo.EnableAcl = true
+		fo.ExtraCapabilities |= fuse.CAP_DONT_MASK
+	}
+	f.aclOn = o.ACL
+
+	s := &Server{fs: f, mnt: mnt}
+	if os.Geteuid() == 0 {
+		fd, err := s.mountDirect(o, fo.MaxWrite)
+		if err == nil {
+			s.direct = true
+			s.srv, err = fuse.NewServer(f, fmt.Sprintf("/dev/fd/%d", fd), fo)
+			if err != nil {
+				unix.Unmount(mnt, unix.MNT_DETACH)
+				unix.Close(fd)
+				return nil, fmt.Errorf("mount %s: %w", mnt, err)
+			}
+			return s, nil
+		}
+		if !errors.Is(err, syscall.EPERM) {
+			return nil, fmt.Errorf("mount %s: %w", mnt, err)
+		}
+	}
+
+	fo.Options = append([]string{"default_permissions"}, flagOptions(o)...)
+	s.srv, err = fuse.NewServer(f, mnt, fo)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", mnt, err)
+	}
+	if m, ok := findMount(mnt, o.Device); ok {
+		s.dev = m.Dev
+	}
+	return s, nil
+}
+
+// mountDirect opens /dev/fuse and mounts it at s.mnt; it returns the fd.
+func (s *Server) mountDirect(o MountOptions, maxRead int) (int, error) {
+	fd, err := unix.Open("/dev/fuse", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open /dev/fuse: %w", err)
+	}
+	data := []string{
+		"fd=" + strconv.Itoa(fd),
+		fmt.Sprintf("rootmode=%o", syscall.S_IFDIR),
+		"user_id=" + strconv.Itoa(os.Geteuid()),
+		"group_id=" + strconv.Itoa(os.Getegid()),
+		"max_read=" + strconv.Itoa(maxRead),
+		"default_permissions",
+	}
+	if o.AllowOther {
+		data = append(data, "allow_other")
+	}
+	fstype := "fuse"
+	if o.Subtype != "" {
+		fstype += "." + o.Subtype
+	}
+	flags := o.Flags
+	if o.ReadOnly {
+		flags |= unix.MS_RDONLY
+	}
+	if err := unix.Mount(o.Device, s.mnt, fstype, flags, strings.Join(data, ",")); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if m, ok := findMount(s.mnt, o.Device); ok {
+		s.dev = m.Dev
+	}
+	return fd, nil
+}
+
+// flagOptions spells the mount flags as fusermount options.
+func flagOptions(o MountOptions) []string {
+	var r []string
+	if o.ReadOnly {
+		r = append(r, "ro")
+	}
+	for _, f := range []struct {
+		bit  uintptr
+		name string
+	}{
+		{unix.MS_NOSUID, "nosuid"}, {unix.MS_NODEV, "nodev"}, {unix.MS_NOEXEC, "noexec"},
+		{unix.MS_NOATIME, "noatime"}, {unix.MS_NODIRATIME, "nodiratime"},
+		{unix.MS_RELATIME, "relatime"}, {unix.MS_STRICTATIME, "strictatime"},
+	} {
+		if o.Flags&f.bit != 0 {
+			r = append(r, f.name)
+		}
+	}
+	return r
+}
+
+// kernelMaxWrite is maxWrite, or less where the kernel allows less per
+// request (/proc/sys/fs/fuse/max_pages_limit), as go-fuse computes it.
+func kernelMaxWrite() int {
+	b, err := os.ReadFile("/proc/sys/fs/fuse/max_pages_limit")
+	if err != nil {
+		return maxWrite
+	}
+	pages, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pages <= 0 {
+		return maxWrite
+	}
+	return min(maxWrite, pages*os.Getpagesize())
+}
+
+// MountPoint is the absolute path the filesystem is mounted on.
+func (s *Server) MountPoint() string { return s.mnt }
+
+// Serve answers requests until the filesystem is unmounted, then waits for
+// the requests still in flight. It reports whether the fs core is
+// consistent and may be closed normally (no handler panicked).
+func (s *Server) Serve() bool {
+	s.srv.Serve()
+	return s.fs.drain()
+}
+
+// Unmount detaches the filesystem, so that Serve returns. If the mount is
+// busy, its FUSE connection is aborted (umount2 MNT_FORCE, which FUSE
+// answers by aborting) and it is detached lazily: processes still using it
+// get ENOTCONN, as with libfuse on SIGTERM, and agfs can close cleanly.
+func (s *Server) Unmount() error {
+	if !s.direct {
+		if err := s.srv.Unmount(); err != nil {
+			if out, err := exec.Command("fusermount3", "-u", "-z", s.mnt).CombinedOutput(); err != nil {
+				return fmt.Errorf("unmount %s: %v: %s", s.mnt, err, strings.TrimSpace(string(out)))
+			}
+		}
+		return nil
+	}
+	if !s.mounted() {
+		return nil // already gone (umount(8) came first)
+	}
+	err := unix.Unmount(s.mnt, 0)
+	if err == nil || err == unix.EINVAL {
+		return nil
+	}
+	if err != unix.EBUSY {
+		return fmt.Errorf("unmount %s: %w", s.mnt, err)
+	}
+	return s.Abort()
+}
+
+// Abort ends the FUSE connection: every pending and later request fails
+// with ENOTCONN, Serve returns, and the mount is detached.
+func (s *Server) Abort() error {
+	if !s.mounted() {
+		return nil
+	}
+	err := unix.Unmount(s.mnt, unix.MNT_FORCE)
+	if err == nil || err == unix.EINVAL {
+		return nil
+	}
+	if err := unix.Unmount(s.mnt, unix.MNT_DETACH); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("unmount %s: %w", s.mnt, err)
+	}
+	return nil
+}
+
+// mounted reports whether this server's mount is still the one visible at
+// its mount point, so that unmounting by path cannot hit another mount.
+func (s *Server) mounted() bool {
+	m, ok := topMount(s.mnt)
+	return ok && (s.dev == "" || m.Dev == s.dev)
+}
