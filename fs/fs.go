@@ -100,6 +100,9 @@ func ReadSuperblock(dev disk.Device) (*layout.Superblock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agfs: %w", err)
 	}
+	if sb.BlockSize < layout.MinFSBlockSize {
+		return nil, fmt.Errorf("agfs: block size %d is below the %d agfs needs", sb.BlockSize, layout.MinFSBlockSize)
+	}
 	if need := int64(sb.BlockCount) * int64(sb.BlockSize); need > dev.Size() {
 		return nil, fmt.Errorf("agfs: the device (%d bytes) is smaller than the filesystem on it (%d bytes): truncated image?", dev.Size(), need)
 	}

@@ -35,7 +35,12 @@ type Geometry struct {
 
 // Limits on geometry.
 const (
-	MinBlockSize = 4096
+	MinBlockSize = 1024
+	// MinFSBlockSize is the smallest block size a whole filesystem may use:
+	// the allocation layers work with 1 KiB blocks, but the directory
+	// B+tree needs 4 KiB nodes to hold 255-byte names, and blocks smaller
+	// than a page buy nothing under FUSE.
+	MinFSBlockSize = 4096
 	MaxBlockSize = 65536
 	// InodeSize is the fixed size of an on-disk inode.
 	InodeSize = 256

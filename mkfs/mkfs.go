@@ -38,6 +38,9 @@ func Plan(devBytes int64, o Options) (*layout.Superblock, error) {
 	if err != nil {
 		return nil, err
 	}
+	if g.BlockSize < layout.MinFSBlockSize {
+		return nil, fmt.Errorf("block size %d is too small: agfs needs at least %d (directory entries hold 255-byte names)", g.BlockSize, layout.MinFSBlockSize)
+	}
 	sb := &layout.Superblock{
 		Geometry: g,
 		UUID:     o.UUID,

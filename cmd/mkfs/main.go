@@ -145,8 +145,8 @@ func parseBlockSize(s string) (uint32, error) {
 	if err != nil {
 		return 0, fmt.Errorf("--block-size: %w", err)
 	}
-	if n < layout.MinBlockSize || n > layout.MaxBlockSize || n&(n-1) != 0 {
-		return 0, fmt.Errorf("block size %d is invalid: it must be a power of two from %d to %d", n, layout.MinBlockSize, layout.MaxBlockSize)
+	if n < layout.MinFSBlockSize || n > layout.MaxBlockSize || n&(n-1) != 0 {
+		return 0, fmt.Errorf("block size %d is invalid: it must be a power of two from %d to %d", n, layout.MinFSBlockSize, layout.MaxBlockSize)
 	}
 	return uint32(n), nil
 }

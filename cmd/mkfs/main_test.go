@@ -48,6 +48,7 @@ func TestExitCodesAndMessages(t *testing.T) {
 		{[]string{}, 16, "expected one DEVICE"},
 		{[]string{"--no-such-flag", img}, 16, "unknown flag"},
 		{[]string{"-s", "64M", "-b", "3000", img}, 1, "power of two"},
+		{[]string{"-s", "64M", "-b", "1K", img}, 1, "from 4096"},
 		{[]string{"-s", "64M", "-L", strings.Repeat("x", 64), img}, 1, "at most 63"},
 		{[]string{"-s", "64M", "-a", "100000", img}, 1, "more than the device"},
 		{[]string{"-s", "64M", "-a", "1000", img}, 1, "too small"},
