@@ -41,7 +41,7 @@ const (
 	// B+tree needs 4 KiB nodes to hold 255-byte names, and blocks smaller
 	// than a page buy nothing under FUSE.
 	MinFSBlockSize = 4096
-	MaxBlockSize = 65536
+	MaxBlockSize   = 65536
 	// InodeSize is the fixed size of an on-disk inode.
 	InodeSize = 256
 	// MinAGDataBlocks is how many data blocks an AG must have beyond its
