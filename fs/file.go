@@ -382,14 +382,16 @@ func (f *FS) zeroPart(m *emap, b uint64, from, to int) error {
 	return err
 }
 
-// truncate sets the size of n's file (working copy w) to size, freeing
-// the blocks past it (at most limit extents; more reports that some are
+// truncate sets the size of n's file (working copy w) to size; when it
+// shrinks, it frees the blocks past it (at most limit extents; more reports that some are
 // left, to be freed by another transaction) and zeroing the tail of the
 // block it ends in.
 func (o *op) truncate(n *inode, w *layout.Inode, size uint64, limit int) (more bool, err error) {
 	f := o.f
 	bs := uint64(f.bs)
-	if w.DataFormat == layout.DataInline {
+	// Growing a file keeps blocks preallocated past the old size
+	// (fallocate KEEP_SIZE), as ext4 and XFS do: only a shrink frees.
+	if w.DataFormat == layout.DataInline || size > w.Size {
 		w.Size = size
 		return false, nil
 	}

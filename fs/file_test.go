@@ -386,3 +386,29 @@ func TestXattrs(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestGrowKeepsPreallocation: truncating a file up keeps the blocks
+// preallocated past its old size with FALLOC_FL_KEEP_SIZE, as ext4 and XFS
+// do (xfstests generic/034); only a shrink frees them.
+func TestGrowKeepsPreallocation(t *testing.T) {
+	e := newEnv(t, 64<<20, layout.Params{})
+	f := e.mknod(root, "f")
+	e.write(f, pattern(4096, 1), 0)
+	if err := e.f.Fallocate(f, fs.FallocKeepSize, 0, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	before := e.attr(f).Blocks
+	if _, err := e.f.SetAttr(f, fs.SetAttr{Valid: fs.SetSize, Size: 512 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.attr(f).Blocks; got != before {
+		t.Fatalf("growing to 512 KiB left %d sectors allocated, want %d", got, before)
+	}
+	checkFile(t, e, f, append(pattern(4096, 1), make([]byte, 512<<10-4096)...))
+	if _, err := e.f.SetAttr(f, fs.SetAttr{Valid: fs.SetSize, Size: 8192}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.attr(f).Blocks; got != 16 {
+		t.Fatalf("shrinking to 8 KiB left %d sectors allocated, want 16", got)
+	}
+}
