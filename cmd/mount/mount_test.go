@@ -165,7 +165,7 @@ func patchSuperblock(t *testing.T, img string, patch func(b []byte, s *layout.Su
 		t.Fatal(err)
 	}
 	defer f.Close()
-	b := make([]byte, layout.MinBlockSize)
+	b := make([]byte, layout.MaxBlockSize)
 	if _, err := f.ReadAt(b, 0); err != nil {
 		t.Fatal(err)
 	}
