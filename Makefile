@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 PREFIX   ?= /usr/local
 SBINDIR  ?= /sbin
 
-.PHONY: all build test unit lint fuzz bench clean install
+.PHONY: all build test unit lint fstests fuzz bench clean install
 
 all: build
 
@@ -22,8 +22,12 @@ build:
 	done
 
 # The full check: formatting, vet, the unit tests under the race detector,
-# and every fuzz target for FUZZTIME.
-test: lint unit fuzz
+# the quick group of the xfstests-style suite on real mounts (root, and the
+# packages in tests/packages.txt), and every fuzz target for FUZZTIME.
+test: lint unit fstests fuzz
+
+fstests: build
+	tests/check -g quick
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
