@@ -145,3 +145,9 @@ func (a *AG) release(tx *wal.Tx, committed bool) {
 	a.publish()
 	a.mu.Unlock()
 }
+
+// Lock makes tx hold a until the transaction ends, exactly as an
+// allocation would, for callers that change AG metadata outside the
+// allocator (the orphan list head in the AG header). It returns an error
+// wrapping ErrLockOrder, without waiting, if tx holds a higher AG.
+func (a *AG) Lock(tx *wal.Tx) error { return a.lock(tx) }

@@ -3,7 +3,6 @@ package fs
 import (
 	"encoding/binary"
 	"errors"
-	"math"
 	"slices"
 	"syscall"
 	"time"
@@ -154,18 +153,14 @@ func (o *op) ags() []uint32 {
 	return out
 }
 
-// lockAG makes the transaction hold AG a without allocating anything.
-//
-// ag exposes no lock call of its own, so this asks the AG for more blocks
-// than it can have: the AG takes its lock for the transaction (keeping it
-// to the end, as for any use), finds no room and changes nothing. A lock
-// below one the transaction holds fails with ag.ErrLockOrder.
+// lockAG makes the transaction hold AG a (to the end of the transaction)
+// without allocating anything. A lock below one the transaction holds
+// fails with ag.ErrLockOrder and is noted for the retry.
 func (o *op) lockAG(a uint32) error {
 	if o.held[a] {
 		return nil
 	}
-	_, err := o.f.gs.AG(a).AllocBlocks(o.tx, math.MaxUint64, 0, ag.Near)
-	if err != nil && !errors.Is(err, syscall.ENOSPC) {
+	if err := o.f.gs.AG(a).Lock(o.tx); err != nil {
 		o.wanted = append(o.wanted, a) // for the retry
 		return err
 	}
