@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 	"sync"
 
 	"agfs/ag"
@@ -24,10 +25,12 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	if p.AG < 0 {
-		return p.Err.Error()
+	msg := p.Err.Error()
+	// ag.Verify's errors already begin with their AG.
+	if prefix := fmt.Sprintf("ag %d: ", p.AG); p.AG < 0 || strings.HasPrefix(msg, prefix) {
+		return msg
 	}
-	return fmt.Sprintf("ag %d: %v", p.AG, p.Err)
+	return fmt.Sprintf("ag %d: %s", p.AG, msg)
 }
 
 // Report is what Check found.
