@@ -36,14 +36,14 @@ func keyRandom(i uint64) []byte {
 
 func fixture(b *testing.B, name string, keys func(uint64) []byte) *benchFixture {
 	if f := fixtures[name]; f != nil {
-		f.e.t = b
+		f.e.T = b
 		return f
 	}
 	b.Helper()
 	// The log stays open for the later runs, until the process ends.
 	e := makeEnv(b, 4096, 40000, 8192, wal.Options{CacheBlocks: 1 << 16})
 	f := &benchFixture{e: e, cfg: e.cfg(layout.MagicDirNode, 42), keys: keys}
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	tr, err := Create(tx, f.cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -55,19 +55,19 @@ func fixture(b *testing.B, name string, keys func(uint64) []byte) *benchFixture 
 			b.Fatal(err)
 		}
 		if f.next%1000 == 999 {
-			e.commit(tx)
-			tx = e.log.Begin()
+			e.Commit(tx)
+			tx = e.Log.Begin()
 			tr.SetTx(tx)
 		}
 	}
-	e.commit(tx)
+	e.Commit(tx)
 	f.root = tr.Root
 	fixtures[name] = f
 	return f
 }
 
 func (f *benchFixture) open(b *testing.B) (*wal.Tx, *Tree) {
-	tx := f.e.log.Begin()
+	tx := f.e.Log.Begin()
 	tr, err := Open(tx, f.cfg, f.root)
 	if err != nil {
 		b.Fatal(err)
@@ -100,7 +100,7 @@ func benchPut(b *testing.B, name string, keys func(uint64) []byte) {
 			if _, err := tx.Commit(); err != nil {
 				b.Fatal(err)
 			}
-			tx = f.e.log.Begin()
+			tx = f.e.Log.Begin()
 			tr.SetTx(tx)
 		}
 	}

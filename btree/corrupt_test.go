@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"agfs/disk"
+	"agfs/internal/treetest"
 	"agfs/layout"
 	"agfs/wal"
 )
@@ -20,7 +21,7 @@ func key8(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
 // closes the log (every node goes home) and returns its root.
 func buildTree(t *testing.T, e *env, cfg Config, n int) uint64 {
 	t.Helper()
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	tr, err := Create(tx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -30,19 +31,19 @@ func buildTree(t *testing.T, e *env, cfg Config, n int) uint64 {
 			t.Fatal(err)
 		}
 		if i%100 == 99 {
-			e.commit(tx)
-			tx = e.log.Begin()
+			e.Commit(tx)
+			tx = e.Log.Begin()
 			tr.SetTx(tx)
 		}
 	}
-	e.commit(tx)
+	e.Commit(tx)
 	return tr.Root
 }
 
 // leaves returns the tree's leaves in key order with their first keys.
 func leaves(t *testing.T, e *env, cfg Config, root uint64) (blks []uint64, first [][]byte) {
 	t.Helper()
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	defer tx.Abort()
 	tr, err := Open(tx, cfg, root)
 	if err != nil {
@@ -119,24 +120,24 @@ func TestCorruptNode(t *testing.T) {
 				t.Fatalf("only %d leaves", len(blks))
 			}
 			victim, vkey := blks[1], first[1]
-			if err := e.log.Close(); err != nil {
+			if err := e.Log.Close(); err != nil {
 				t.Fatal(err)
 			}
-			e.log = nil
+			e.Log = nil
 			b := make([]byte, bs)
-			if _, err := e.dev.ReadAt(b, int64(victim)*bs); err != nil {
+			if _, err := e.Dev.ReadAt(b, int64(victim)*bs); err != nil {
 				t.Fatal(err)
 			}
 			d.fn(b)
 			if d.reseal {
-				layout.Seal(b, e.seed, 0)
+				layout.Seal(b, e.Seed, 0)
 			}
-			if _, err := e.dev.WriteAt(b, int64(victim)*bs); err != nil {
+			if _, err := e.Dev.WriteAt(b, int64(victim)*bs); err != nil {
 				t.Fatal(err)
 			}
-			e.open() // empty cache: the victim is read from the device
+			e.Open() // empty cache: the victim is read from the device
 
-			tx := e.log.Begin()
+			tx := e.Log.Begin()
 			defer tx.Abort()
 			tr, err := Open(tx, cfg, root)
 			if err != nil {
@@ -171,20 +172,20 @@ func TestCorruptRoot(t *testing.T) {
 	e := newEnv(t, bs, 1024, 256, wal.Options{})
 	cfg := e.cfg(layout.MagicExtentNode, owner)
 	root := buildTree(t, e, cfg, 10)
-	e.log.Close()
-	e.log = nil
+	e.Log.Close()
+	e.Log = nil
 	var one [1]byte
-	e.dev.ReadAt(one[:], int64(root)*bs+200)
+	e.Dev.ReadAt(one[:], int64(root)*bs+200)
 	one[0] ^= 4
-	e.dev.WriteAt(one[:], int64(root)*bs+200)
-	e.open()
-	tx := e.log.Begin()
+	e.Dev.WriteAt(one[:], int64(root)*bs+200)
+	e.Open()
+	tx := e.Log.Begin()
 	defer tx.Abort()
 	_, err := Open(tx, cfg, root)
 	mustCorrupt(t, "Open", err, root, owner)
 	// Opened as another kind of tree: the magic does not match.
-	e.reopen()
-	tx2 := e.log.Begin()
+	e.Reopen()
+	tx2 := e.Log.Begin()
 	defer tx2.Abort()
 	_, err = Open(tx2, e.cfg(layout.MagicXattrNode, owner), root)
 	mustCorrupt(t, "Open with the wrong magic", err, root, owner)
@@ -201,7 +202,7 @@ func TestCheckFindsCrossNodeDamage(t *testing.T) {
 			cfg := e.cfg(layout.MagicDirNode, owner)
 			root := buildTree(t, e, cfg, 400)
 			blks, _ := leaves(t, e, cfg, root)
-			tx := e.log.Begin()
+			tx := e.Log.Begin()
 			victim := blks[1]
 			b, err := tx.Read(victim, nil)
 			if err != nil {
@@ -225,8 +226,8 @@ func TestCheckFindsCrossNodeDamage(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			e.commit(tx)
-			tx = e.log.Begin()
+			e.Commit(tx)
+			tx = e.Log.Begin()
 			defer tx.Abort()
 			err = Check(tx, cfg, root)
 			if !errors.Is(err, layout.ErrCorrupt) {
@@ -247,19 +248,19 @@ func TestRandomDamage(t *testing.T) {
 	cfg := e.cfg(layout.MagicDirNode, owner)
 	root := buildTree(t, e, cfg, 500)
 	var blks []uint64
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	tr, err := Open(tx, cfg, root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr.Walk(func(blk uint64, _ int) error { blks = append(blks, blk); return nil })
 	tx.Abort()
-	if err := e.log.Close(); err != nil {
+	if err := e.Log.Close(); err != nil {
 		t.Fatal(err)
 	}
-	e.log = nil
-	img := make([]byte, e.dev.Size())
-	e.dev.ReadAt(img, 0)
+	e.Log = nil
+	img := make([]byte, e.Dev.Size())
+	e.Dev.ReadAt(img, 0)
 	r := rand.New(rand.NewPCG(8, 8))
 	iters := 300
 	if testing.Short() {
@@ -281,16 +282,16 @@ func TestRandomDamage(t *testing.T) {
 				}
 				b[off] ^= byte(1 + r.IntN(255))
 			}
-			layout.Seal(b, e.seed, 0)
+			layout.Seal(b, e.Seed, 0)
 			dev.WriteAt(b, int64(blk)*bs)
 		}
-		l, _, err := wal.Open(dev, e.r, e.seed, wal.Options{})
+		l, _, err := wal.Open(dev, e.R, e.Seed, wal.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		alloc := newBlockAlloc(1, 511)
+		alloc := treetest.NewAlloc(1, 511)
 		for _, b := range blks {
-			alloc.used[b-1] = true
+			alloc.MarkUsed(b)
 		}
 		cfg := cfg
 		cfg.Alloc = alloc

@@ -126,13 +126,13 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 	r := g.r
 	m := newModel()
 
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	tr, err := Create(tx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	root := tr.Root
-	e.commit(tx)
+	e.Commit(tx)
 
 	const batch = 250
 	var total Stats
@@ -141,7 +141,7 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 	var counts [6]int
 	nextCommit := 1
 	done := 0
-	tx = e.log.Begin()
+	tx = e.Log.Begin()
 	tr.SetTx(tx)
 	for done < ops {
 		for range batch {
@@ -240,19 +240,19 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 			}
 			nextCommit--
 			if nextCommit == 0 {
-				e.commit(tx)
+				e.Commit(tx)
 				nextCommit = 1 + r.IntN(8)
-				tx = e.log.Begin()
+				tx = e.Log.Begin()
 				tr.SetTx(tx)
 			}
 		}
 		// End of batch: commit, sometimes reopen the log, check everything.
-		e.commit(tx)
+		e.Commit(tx)
 		if r.IntN(8) == 0 {
-			e.reopen()
+			e.Reopen()
 			reopens++
 		}
-		tx = e.log.Begin()
+		tx = e.Log.Begin()
 		total.add(tr.Stats())
 		if tr, err = Open(tx, cfg, root); err != nil {
 			t.Fatal(err)
@@ -263,8 +263,8 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 		if err := Check(tx, cfg, root); err != nil {
 			t.Fatal(err)
 		}
-		if nodes := countNodes(t, tr, e.alloc); nodes != e.alloc.inUse() {
-			t.Fatalf("after %d ops: %d nodes, %d blocks allocated", done, nodes, e.alloc.inUse())
+		if nodes := countNodes(t, tr, e.Alloc); nodes != e.Alloc.InUse() {
+			t.Fatalf("after %d ops: %d nodes, %d blocks allocated", done, nodes, e.Alloc.InUse())
 		}
 		if r.IntN(4) == 0 {
 			scan(t, tr, m)
@@ -292,27 +292,27 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 			if tr.RootChanged() {
 				root = tr.Root
 			}
-			e.commit(tx) // frees take effect
-			tx = e.log.Begin()
+			e.Commit(tx) // frees take effect
+			tx = e.Log.Begin()
 			tr.SetTx(tx)
 			if err := tr.Check(); err != nil {
 				t.Fatal(err)
 			}
-			if d, _ := tr.Depth(); d != 1 || e.alloc.inUse() != 1 {
-				t.Fatalf("empty tree: depth %d, %d blocks allocated, want 1 and 1", d, e.alloc.inUse())
+			if d, _ := tr.Depth(); d != 1 || e.Alloc.InUse() != 1 {
+				t.Fatalf("empty tree: depth %d, %d blocks allocated, want 1 and 1", d, e.Alloc.InUse())
 			}
 			growing = true
 			cycles++
 		}
 	}
-	e.commit(tx)
-	tx = e.log.Begin()
+	e.Commit(tx)
+	tx = e.Log.Begin()
 	tr.SetTx(tx)
 	if err := tr.Destroy(); err != nil {
 		t.Fatal(err)
 	}
-	e.commit(tx)
-	if n := e.alloc.inUse(); n != 0 {
+	e.Commit(tx)
+	if n := e.Alloc.InUse(); n != 0 {
 		t.Fatalf("after Destroy: %d blocks allocated", n)
 	}
 	if cycles < 2 || maxDepth < 3 {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"agfs/internal/treetest"
 	"agfs/layout"
 	"agfs/wal"
 )
@@ -32,7 +33,7 @@ func TestLimits(t *testing.T) {
 	}
 
 	e := newEnv(t, 1024, 256, 64, wal.Options{})
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	defer tx.Abort()
 	tr, err := Create(tx, e.cfg(layout.MagicXattrNode, 3))
 	if err != nil {
@@ -98,7 +99,7 @@ func occupancy(t *testing.T, tx *wal.Tx, tr *Tree) (leaves int, fill float64) {
 func TestSequential(t *testing.T) {
 	e := newEnv(t, 4096, 4096, 512, wal.Options{})
 	cfg := e.cfg(layout.MagicExtentNode, 12)
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	tr, err := Create(tx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +112,8 @@ func TestSequential(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%500 == 0 {
-			e.commit(tx)
-			tx = e.log.Begin()
+			e.Commit(tx)
+			tx = e.Log.Begin()
 			tr.SetTx(tx)
 		}
 	}
@@ -138,17 +139,17 @@ func TestSequential(t *testing.T) {
 			if err := tr.Check(); err != nil {
 				t.Fatalf("at %d: %v", i, err)
 			}
-			e.commit(tx)
-			tx = e.log.Begin()
+			e.Commit(tx)
+			tx = e.Log.Begin()
 			tr.SetTx(tx)
 		}
 	}
-	e.commit(tx)
-	tx = e.log.Begin()
+	e.Commit(tx)
+	tx = e.Log.Begin()
 	defer tx.Abort()
 	tr.SetTx(tx)
-	if d, err := tr.Depth(); d != 1 || err != nil || e.alloc.inUse() != 1 {
-		t.Fatalf("empty: depth %d (%v), %d blocks", d, err, e.alloc.inUse())
+	if d, err := tr.Depth(); d != 1 || err != nil || e.Alloc.InUse() != 1 {
+		t.Fatalf("empty: depth %d (%v), %d blocks", d, err, e.Alloc.InUse())
 	}
 }
 
@@ -156,7 +157,7 @@ func TestSequential(t *testing.T) {
 func TestMerge(t *testing.T) {
 	e := newEnv(t, 1024, 4096, 512, wal.Options{})
 	cfg := e.cfg(layout.MagicDirNode, 8)
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	tr, err := Create(tx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -168,8 +169,8 @@ func TestMerge(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%200 == 0 {
-			e.commit(tx)
-			tx = e.log.Begin()
+			e.Commit(tx)
+			tx = e.Log.Begin()
 			tr.SetTx(tx)
 		}
 	}
@@ -179,8 +180,8 @@ func TestMerge(t *testing.T) {
 			t.Fatal(ok, err)
 		}
 		if i%200 == 0 {
-			e.commit(tx)
-			tx = e.log.Begin()
+			e.Commit(tx)
+			tx = e.Log.Begin()
 			tr.SetTx(tx)
 		}
 	}
@@ -193,7 +194,7 @@ func TestMerge(t *testing.T) {
 	if fill < 0.4 || tr.Stats().Merges == 0 {
 		t.Fatalf("after deletes the leaves are %.0f%% full (%d merges)", 100*fill, tr.Stats().Merges)
 	}
-	e.commit(tx)
+	e.Commit(tx)
 }
 
 // TestFailedOpChangesNothing: allocations failing at random points in
@@ -201,7 +202,7 @@ func TestMerge(t *testing.T) {
 func TestFailedOpChangesNothing(t *testing.T) {
 	e := newEnv(t, 1024, 4096, 512, wal.Options{})
 	cfg := e.cfg(layout.MagicDirNode, 8)
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	tr, err := Create(tx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -211,26 +212,26 @@ func TestFailedOpChangesNothing(t *testing.T) {
 	failures := 0
 	for i := range 6000 {
 		k := r.Uint64N(1 << 20)
-		e.alloc.fail = 1 + r.IntN(4)
+		e.Alloc.Fail = 1 + r.IntN(4)
 		err := tr.Put(key8(k), bytes.Repeat([]byte{1}, 40))
 		switch {
-		case errors.Is(err, errNoSpace):
+		case errors.Is(err, treetest.ErrNoSpace):
 			failures++
 		case err != nil:
 			t.Fatal(err)
 		default:
 			m[k] = true
 		}
-		e.alloc.fail = 0
+		e.Alloc.Fail = 0
 		if i%50 == 0 {
 			if err := tr.Check(); err != nil {
 				t.Fatalf("after %d puts: %v", i, err)
 			}
-			e.commit(tx)
-			tx = e.log.Begin()
+			e.Commit(tx)
+			tx = e.Log.Begin()
 			tr.SetTx(tx)
-			if n := countNodes(t, tr, e.alloc); n != e.alloc.inUse() {
-				t.Fatalf("%d nodes, %d blocks allocated", n, e.alloc.inUse())
+			if n := countNodes(t, tr, e.Alloc); n != e.Alloc.InUse() {
+				t.Fatalf("%d nodes, %d blocks allocated", n, e.Alloc.InUse())
 			}
 		}
 	}
@@ -248,7 +249,7 @@ func TestFailedOpChangesNothing(t *testing.T) {
 	if failures < 50 {
 		t.Fatalf("only %d failed puts", failures)
 	}
-	e.commit(tx)
+	e.Commit(tx)
 }
 
 // TestLoggedBytes measures what a Put logs, for 8-byte keys and 16-byte
@@ -261,7 +262,7 @@ func TestLoggedBytes(t *testing.T) {
 			const bs, warm, measured = 4096, 20000, 10000
 			e := newEnv(t, bs, 4096, 4096, wal.Options{CacheBlocks: 8192})
 			cfg := e.cfg(layout.MagicDirNode, 8)
-			tx := e.log.Begin()
+			tx := e.Log.Begin()
 			tr, err := Create(tx, cfg)
 			if err != nil {
 				t.Fatal(err)
@@ -281,21 +282,21 @@ func TestLoggedBytes(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			e.commit(tx)
-			if err := e.log.Checkpoint(); err != nil {
+			e.Commit(tx)
+			if err := e.Log.Checkpoint(); err != nil {
 				t.Fatal(err)
 			}
-			s0, w0 := tr.Stats(), e.log.Stats()
+			s0, w0 := tr.Stats(), e.Log.Stats()
 			for i := range measured {
-				tx = e.log.Begin()
+				tx = e.Log.Begin()
 				tr.SetTx(tx)
 				val[0] = byte(i)
 				if err := tr.Put(key(), val); err != nil {
 					t.Fatal(err)
 				}
-				e.commit(tx)
+				e.Commit(tx)
 			}
-			s1, w1 := tr.Stats(), e.log.Stats()
+			s1, w1 := tr.Stats(), e.Log.Stats()
 			writes, wbytes, inits := s1.Writes-s0.Writes, s1.WriteBytes-s0.WriteBytes, s1.Inits-s0.Inits
 			// A delta record is 13 bytes of header and the bytes before
 			// and after; an init record 9 bytes and the block.
@@ -316,7 +317,7 @@ func TestLoggedBytes(t *testing.T) {
 func TestEmptyAndRoot(t *testing.T) {
 	e := newEnv(t, 1024, 256, 64, wal.Options{})
 	cfg := e.cfg(layout.MagicExtentNode, 3)
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	tr, err := Create(tx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -352,8 +353,8 @@ func TestEmptyAndRoot(t *testing.T) {
 	if d, _ := tr.Depth(); d != 2 || tr.Root == root {
 		t.Fatalf("after the root split: depth %d, root %d (was %d)", d, tr.Root, root)
 	}
-	e.commit(tx)
-	tx = e.log.Begin()
+	e.Commit(tx)
+	tx = e.Log.Begin()
 	tr.SetTx(tx)
 	if tr.RootChanged() {
 		t.Fatal("RootChanged after SetTx")
@@ -377,14 +378,14 @@ func TestEmptyAndRoot(t *testing.T) {
 	if err := tr.Put([]byte("a"), nil); err == nil {
 		t.Fatal("Put on a destroyed tree")
 	}
-	e.commit(tx)
-	if e.alloc.inUse() != 0 {
-		t.Fatalf("%d blocks in use", e.alloc.inUse())
+	e.Commit(tx)
+	if e.Alloc.InUse() != 0 {
+		t.Fatalf("%d blocks in use", e.Alloc.InUse())
 	}
-	if _, err := Open(e.log.Begin(), Config{Owner: 3, BlockSize: 1024, Alloc: e.alloc}, 1); err == nil {
+	if _, err := Open(e.Log.Begin(), Config{Owner: 3, BlockSize: 1024, Alloc: e.Alloc}, 1); err == nil {
 		t.Fatal("Open without a magic")
 	}
-	if _, err := Create(e.log.Begin(), Config{Magic: 1, BlockSize: 1000, Alloc: e.alloc}); err == nil {
+	if _, err := Create(e.Log.Begin(), Config{Magic: 1, BlockSize: 1000, Alloc: e.Alloc}); err == nil {
 		t.Fatal("Create with a 1000-byte block")
 	}
 }

@@ -95,7 +95,7 @@ func BenchmarkDir(b *testing.B) {
 			b.Fatal(err)
 		}
 		e.tx = nil
-		e.log.Close()
-		e.log = nil
+		e.Log.Close()
+		e.Log = nil
 	}
 }

@@ -40,11 +40,11 @@ func image(t *testing.T, n int) (e *env, img []byte, root uint64, leaves, interi
 	}
 	e.tx = nil
 	root = e.d.Root()
-	if err := e.log.Close(); err != nil {
+	if err := e.Log.Close(); err != nil {
 		t.Fatal(err)
 	}
-	e.log = nil
-	return e, slices.Clone(e.dev.Bytes()), root, leaves, interior
+	e.Log = nil
+	return e, slices.Clone(e.Dev.Bytes()), root, leaves, interior
 }
 
 // session opens the log on img and the directory at root.
@@ -56,7 +56,7 @@ type session struct {
 
 func openImage(t *testing.T, e *env, img []byte, root uint64) (*session, error) {
 	t.Helper()
-	l, _, err := wal.Open(disk.NewMemFrom(img), e.r, e.seed, wal.Options{})
+	l, _, err := wal.Open(disk.NewMemFrom(img), e.R, e.Seed, wal.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +72,8 @@ func openImage(t *testing.T, e *env, img []byte, root uint64) (*session, error) 
 // reseal recomputes the checksum of block blk in img after a change, so
 // only the dir and btree checks can catch it.
 func reseal(e *env, img []byte, blk uint64) {
-	b := img[int(blk)*e.bs : int(blk+1)*e.bs]
-	layout.Seal(b, e.seed, layout.ReadHeader(b).LSN)
+	b := img[int(blk)*e.BS : int(blk+1)*e.BS]
+	layout.Seal(b, e.Seed, layout.ReadHeader(b).LSN)
 }
 
 // wantCorrupt fails unless err wraps layout.ErrCorrupt.
@@ -104,7 +104,7 @@ func TestCorruptChecksum(t *testing.T) {
 	}
 	for _, blk := range []uint64{leaves[len(leaves)/2], root} {
 		img := slices.Clone(pristine)
-		img[int(blk)*e.bs+500] ^= 0x10
+		img[int(blk)*e.BS+500] ^= 0x10
 		s, err := openImage(t, e, img, root)
 		if blk == root {
 			wantCorrupt(t, "open with a bad root", err)
@@ -138,7 +138,7 @@ func TestCorruptEntry(t *testing.T) {
 	change := func(img []byte, name string, fn func(b []byte, off int)) {
 		n := 0
 		for _, blk := range leaves {
-			b := img[int(blk)*e.bs : int(blk+1)*e.bs]
+			b := img[int(blk)*e.BS : int(blk+1)*e.BS]
 			for from := 0; ; {
 				i := bytes.Index(b[from:], []byte(name))
 				if i < 0 {
@@ -267,12 +267,12 @@ func TestCorruptRandom(t *testing.T) {
 		img := slices.Clone(pristine)
 		blk := blocks[r.IntN(len(blocks))]
 		for range 1 + r.IntN(3) {
-			off := layout.HeaderSize + r.IntN(e.bs-layout.HeaderSize)
-			img[int(blk)*e.bs+off] ^= byte(1 + r.IntN(255))
+			off := layout.HeaderSize + r.IntN(e.BS-layout.HeaderSize)
+			img[int(blk)*e.BS+off] ^= byte(1 + r.IntN(255))
 		}
 		reseal(e, img, blk)
 		func() {
-			l, _, err := wal.Open(disk.NewMemFrom(img), e.r, e.seed, wal.Options{})
+			l, _, err := wal.Open(disk.NewMemFrom(img), e.R, e.Seed, wal.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

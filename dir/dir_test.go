@@ -124,8 +124,8 @@ func TestBasic(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.commit()
-	if e.alloc.n != 0 {
-		t.Fatalf("%d blocks still allocated after Destroy", e.alloc.n)
+	if e.Alloc.InUse() != 0 {
+		t.Fatalf("%d blocks still allocated after Destroy", e.Alloc.InUse())
 	}
 }
 

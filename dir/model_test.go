@@ -182,8 +182,8 @@ func TestModel(t *testing.T) {
 			if info := e.check(); info.Entries != 0 || info.Tombstones != 0 || info.Depth != 1 {
 				t.Fatalf("emptied: %+v", info)
 			}
-			if e.alloc.n != 1 {
-				t.Fatalf("emptied: %d blocks allocated, want 1", e.alloc.n)
+			if e.Alloc.InUse() != 1 {
+				t.Fatalf("emptied: %d blocks allocated, want 1", e.Alloc.InUse())
 			}
 		})
 	}

@@ -103,7 +103,7 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 	var tx *wal.Tx
 	var s *Set
 	begin := func() {
-		tx = e.log.Begin()
+		tx = e.Log.Begin()
 		s = in.open(tx)
 	}
 	begin()
@@ -198,17 +198,17 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 			m = maps.Clone(committed)
 		} else {
 			in.persist(s)
-			e.commit(tx)
+			e.Commit(tx)
 			commits++
 			committed = maps.Clone(m)
-			if int64(e.alloc.n) != in.blocks {
-				t.Fatalf("op %d: allocator has %d blocks in use, inode counts %d", op, e.alloc.n, in.blocks)
+			if int64(e.Alloc.InUse()) != in.blocks {
+				t.Fatalf("op %d: allocator has %d blocks in use, inode counts %d", op, e.Alloc.InUse(), in.blocks)
 			}
-			maxBlocks = max(maxBlocks, e.alloc.n)
+			maxBlocks = max(maxBlocks, e.Alloc.InUse())
 			carry = r.IntN(3) == 0
 		}
 		if r.IntN(40) == 0 {
-			e.reopen()
+			e.Reopen()
 			reopens++
 			carry = false
 		}
@@ -218,7 +218,7 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 			checkAll(t, s, e, in, m)
 		case carry:
 			// Carry the Set over to the next transaction.
-			tx = e.log.Begin()
+			tx = e.Log.Begin()
 			s.SetTx(tx)
 		default:
 			begin()
@@ -238,8 +238,8 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 			t.Fatal("not empty after removing everything")
 		}
 	})
-	if e.alloc.n != 0 || in.blocks != 0 {
-		t.Fatalf("%d blocks allocated after removing everything (inode %d)", e.alloc.n, in.blocks)
+	if e.Alloc.InUse() != 0 || in.blocks != 0 {
+		t.Fatalf("%d blocks allocated after removing everything (inode %d)", e.Alloc.InUse(), in.blocks)
 	}
 	t.Logf("bs %d: %d ops, %d sets, %d commits, %d aborts, %d log reopens, max %d tree blocks",
 		bs, ops, sets, commits, aborts, reopens, maxBlocks)
@@ -281,8 +281,8 @@ func checkAll(t *testing.T, s *Set, e *env, in *inode, m map[string][]byte) {
 	if err := s.Check(); err != nil {
 		t.Fatal(err)
 	}
-	if n := treeBlocks(t, s, e.alloc); n != e.alloc.n || int64(n) != in.blocks {
-		t.Fatalf("tree has %d blocks, allocator %d, inode %d", n, e.alloc.n, in.blocks)
+	if n := treeBlocks(t, s, e.Alloc); n != e.Alloc.InUse() || int64(n) != in.blocks {
+		t.Fatalf("tree has %d blocks, allocator %d, inode %d", n, e.Alloc.InUse(), in.blocks)
 	}
 	for k, v := range m {
 		if got := mustGet(t, s, k); !bytes.Equal(got, v) {

@@ -116,7 +116,7 @@ func TestErrnos(t *testing.T) {
 	if in.root == 0 {
 		t.Fatal("user.big did not go to the tree")
 	}
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	defer tx.Abort()
 	s := in.open(tx)
 	check := func(what string, err, want error) {
@@ -250,7 +250,7 @@ func TestMigration(t *testing.T) {
 			in := e.newInode(9, 120)
 			check := func(want map[string][]byte, wantRoot bool) {
 				t.Helper()
-				tx := e.log.Begin()
+				tx := e.Log.Begin()
 				defer tx.Abort()
 				s := in.open(tx)
 				for k, v := range want {
@@ -267,8 +267,8 @@ func TestMigration(t *testing.T) {
 				if err := s.Check(); err != nil {
 					t.Fatal(err)
 				}
-				if n := treeBlocks(t, s, e.alloc); int64(n) != in.blocks || n != e.alloc.n {
-					t.Fatalf("tree has %d blocks, inode counts %d, allocator %d", n, in.blocks, e.alloc.n)
+				if n := treeBlocks(t, s, e.Alloc); int64(n) != in.blocks || n != e.Alloc.InUse() {
+					t.Fatalf("tree has %d blocks, inode counts %d, allocator %d", n, in.blocks, e.Alloc.InUse())
 				}
 			}
 			m := map[string][]byte{"user.a": val(10, 1), "security.selinux": []byte("system_u:object_r:etc_t:s0\x00")}
@@ -356,8 +356,8 @@ func TestMigration(t *testing.T) {
 				})
 			}
 			check(m, false)
-			if e.alloc.n != 0 || in.blocks != 0 {
-				t.Fatalf("%d blocks still allocated (inode says %d)", e.alloc.n, in.blocks)
+			if e.Alloc.InUse() != 0 || in.blocks != 0 {
+				t.Fatalf("%d blocks still allocated (inode says %d)", e.Alloc.InUse(), in.blocks)
 			}
 		})
 	}
@@ -391,15 +391,15 @@ func TestDestroy(t *testing.T) {
 					}
 				})
 			}
-			e.reopen()
-			tx := e.log.Begin()
+			e.Reopen()
+			tx := e.Log.Begin()
 			s := in.open(tx)
 			if err := s.Check(); err != nil {
 				t.Fatal(err)
 			}
-			n := treeBlocks(t, s, e.alloc)
-			if n < 20 || int64(n) != in.blocks || n != e.alloc.n {
-				t.Fatalf("tree of %d blocks, inode %d, allocator %d", n, in.blocks, e.alloc.n)
+			n := treeBlocks(t, s, e.Alloc)
+			if n < 20 || int64(n) != in.blocks || n != e.Alloc.InUse() {
+				t.Fatalf("tree of %d blocks, inode %d, allocator %d", n, in.blocks, e.Alloc.InUse())
 			}
 			if err := s.Destroy(); err != nil {
 				t.Fatal(err)
@@ -408,9 +408,9 @@ func TestDestroy(t *testing.T) {
 				t.Fatalf("after Destroy: root %d inline %d delta %d", s.Root(), len(s.Inline()), s.BlockDelta())
 			}
 			in.persist(s)
-			e.commit(tx)
-			if e.alloc.n != 0 || in.blocks != 0 {
-				t.Fatalf("%d blocks still allocated", e.alloc.n)
+			e.Commit(tx)
+			if e.Alloc.InUse() != 0 || in.blocks != 0 {
+				t.Fatalf("%d blocks still allocated", e.Alloc.InUse())
 			}
 		})
 	}
@@ -436,8 +436,8 @@ func TestLongNames(t *testing.T) {
 			}
 		}
 	})
-	e.reopen()
-	tx := e.log.Begin()
+	e.Reopen()
+	tx := e.Log.Begin()
 	defer tx.Abort()
 	s := in.open(tx)
 	if err := s.Check(); err != nil {
@@ -467,7 +467,7 @@ func TestHashCollision(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	defer tx.Abort()
 	s := in.open(tx)
 	if _, err := s.Get(a, nil); err != syscall.ENODATA {
@@ -519,7 +519,7 @@ func TestForgedName(t *testing.T) {
 		s.tree.Delete(chunkKey(kb.prefix, 0))
 		s.tree.Put(chunkKey(ka.prefix, 0), v)
 	})
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	defer tx.Abort()
 	s := in.open(tx)
 	_, err1 := s.Get(a, nil)
@@ -551,15 +551,15 @@ func TestCorruptNode(t *testing.T) {
 		t.Fatalf("tree of %d blocks", len(blks))
 	}
 	for _, victim := range []uint64{blks[len(blks)-1], blks[0]} { // a leaf, then the root
-		e.reopen() // checkpoint home, empty cache
+		e.Reopen() // checkpoint home, empty cache
 		b := make([]byte, 1)
-		off := int64(victim)*int64(e.bs) + 500
-		e.dev.ReadAt(b, off)
+		off := int64(victim)*int64(e.BS) + 500
+		e.Dev.ReadAt(b, off)
 		b[0] ^= 0x40
-		e.dev.WriteAt(b, off)
-		e.reopen()
+		e.Dev.WriteAt(b, off)
+		e.Reopen()
 
-		tx := e.log.Begin()
+		tx := e.Log.Begin()
 		s := in.open(tx)
 		var errs []error
 		_, err := s.List(nil, nil)
@@ -584,9 +584,9 @@ func TestCorruptNode(t *testing.T) {
 		}
 		tx.Abort()
 		// Repair for the next round.
-		e.dev.ReadAt(b, off)
+		e.Dev.ReadAt(b, off)
 		b[0] ^= 0x40
-		e.dev.WriteAt(b, off)
+		e.Dev.WriteAt(b, off)
 	}
 }
 
@@ -621,7 +621,7 @@ func TestCorruptStream(t *testing.T) {
 				s.Set("user.w", []byte("w"), 0)
 				tc.harm(s, s.key(User, "v"))
 			})
-			tx := e.log.Begin()
+			tx := e.Log.Begin()
 			defer tx.Abort()
 			s := in.open(tx)
 			_, err1 := s.Get("user.v", make([]byte, len(v)))
@@ -675,16 +675,16 @@ func TestNoSpace(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	tx := e.log.Begin()
+	tx := e.Log.Begin()
 	s := in.open(tx)
 	if err := s.Set("user.b", val(SizeMax, 2), 0); !isErrno(err, syscall.ENOSPC) {
 		t.Fatalf("Set: %v", err)
 	}
 	tx.Abort()
-	if int64(e.alloc.n) != in.blocks {
-		t.Fatalf("allocator %d, inode %d", e.alloc.n, in.blocks)
+	if int64(e.Alloc.InUse()) != in.blocks {
+		t.Fatalf("allocator %d, inode %d", e.Alloc.InUse(), in.blocks)
 	}
-	tx = e.log.Begin()
+	tx = e.Log.Begin()
 	defer tx.Abort()
 	s = in.open(tx)
 	if err := s.Check(); err != nil {
