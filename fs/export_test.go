@@ -68,10 +68,10 @@ func (c *deepCheck) run() error {
 		}
 		c.seen[it.ino] = true
 		inodes[it.ino] = d
-		if p := dirParent(&d); p != it.parent {
+		if p := d.Parent(); p != it.parent {
 			c.fail("dir %d: parent pointer %d, found in %d", it.ino, p, it.parent)
 		}
-		dd, err := dir.Open(tx, f.dirCfg(it.ino, nil), dirRoot(&d))
+		dd, err := dir.Open(tx, f.dirCfg(it.ino, nil), d.TreeRoot())
 		if err != nil {
 			c.fail("dir %d: %v", it.ino, err)
 			continue
@@ -189,7 +189,7 @@ func (c *deepCheck) inode(ino uint64, d *layout.Inode) {
 	defer rtx.Abort()
 	switch {
 	case isDir(d.Mode):
-		dd, err := dir.Open(rtx, f.dirCfg(ino, nil), dirRoot(d))
+		dd, err := dir.Open(rtx, f.dirCfg(ino, nil), d.TreeRoot())
 		if err != nil {
 			c.fail("dir %d: %v", ino, err)
 			return

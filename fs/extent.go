@@ -38,7 +38,9 @@ type emap struct {
 }
 
 func (f *FS) extCfg(ino uint64, alloc btree.Allocator, goal uint64) btree.Config {
-	return btree.Config{Magic: layout.MagicExtentNode, Owner: ino, Seed: f.seed, BlockSize: f.bs, Alloc: alloc, Goal: goal}
+	c := ExtentTreeConfig(&f.sb, ino)
+	c.Alloc, c.Goal = alloc, goal
+	return c
 }
 
 // openMap opens the data map of inode ino (working copy in) in tx. alloc is

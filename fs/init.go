@@ -108,8 +108,8 @@ func initRoot(dev disk.Device, sb *layout.Superblock) error {
 		}
 		w.DataFormat = layout.DataBTree
 		w.ForkCount = 1
-		setDirRoot(w, d.Root())
-		setDirParent(w, ino)
+		w.SetTreeRoot(d.Root())
+		w.SetParent(ino)
 		lf, err = o.createIn(n, LostFound, syscall.S_IFDIR|0700, 0, Caller{}, nil)
 		return err
 	})

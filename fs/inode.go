@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"sync"
@@ -115,7 +114,7 @@ func (f *FS) load(n *inode) error {
 	n.lsn = wal.LSN(f.lastLSN.Load())
 	n.nlink.Store(d.Nlink)
 	if isDir(d.Mode) {
-		n.parent.Store(dirParent(&d))
+		n.parent.Store(d.Parent())
 	}
 	n.loaded.Store(true)
 	return nil
@@ -279,23 +278,6 @@ func isLnk(mode uint32) bool { return mode&syscall.S_IFMT == syscall.S_IFLNK }
 
 // dtype is the directory-entry file type of mode (DT_*).
 func dtype(mode uint32) uint8 { return uint8(mode >> 12 & 0xF) }
-
-// Directory inodes keep their index root and their parent in the fork:
-//
-//	fork[0:8]   root block of the directory's B+tree (package dir)
-//	fork[8:16]  inode number of the parent directory (".."); the root's is itself
-//
-// with data format DataBTree and fork count 1.
-const dirForkBytes = 16
-
-func dirRoot(d *layout.Inode) uint64   { return binary.LittleEndian.Uint64(d.Fork[0:]) }
-func dirParent(d *layout.Inode) uint64 { return binary.LittleEndian.Uint64(d.Fork[8:]) }
-func setDirRoot(d *layout.Inode, r uint64) {
-	binary.LittleEndian.PutUint64(d.Fork[0:], r)
-}
-func setDirParent(d *layout.Inode, p uint64) {
-	binary.LittleEndian.PutUint64(d.Fork[8:], p)
-}
 
 // Attr is an inode's attributes as stat(2) shows them.
 type Attr struct {

@@ -29,12 +29,10 @@ type DirEntry struct {
 }
 
 func (f *FS) dirCfg(ino uint64, alloc *treeAlloc) dir.Config {
-	c := dir.Config{Owner: ino, Seed: f.seed, HashSeed: f.sb.DirHashSeed, BlockSize: f.bs}
+	c := DirConfig(&f.sb, ino)
 	if alloc != nil {
 		c.Alloc = alloc
 		c.Goal = f.goal(ino)
-	} else {
-		c.Alloc = noAlloc{}
 	}
 	return c
 }
@@ -47,7 +45,7 @@ func (o *op) openDir(n *inode) (*dir.Dir, error) {
 		return d, nil
 	}
 	w := o.w(n)
-	d, err := dir.Open(o.tx, o.f.dirCfg(n.ino, &treeAlloc{o, w}), dirRoot(w))
+	d, err := dir.Open(o.tx, o.f.dirCfg(n.ino, &treeAlloc{o, w}), w.TreeRoot())
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +58,7 @@ func (o *op) openDir(n *inode) (*dir.Dir, error) {
 
 // readDir opens n's directory index for reading in tx.
 func (f *FS) readDir(tx *wal.Tx, n *inode) (*dir.Dir, error) {
-	return dir.Open(tx, f.dirCfg(n.ino, nil), dirRoot(&n.d))
+	return dir.Open(tx, f.dirCfg(n.ino, nil), n.d.TreeRoot())
 }
 
 // checkName vets a name to be created or looked up.
@@ -84,7 +82,7 @@ func (f *FS) lookupLocked(n *inode, name string) (uint64, uint8, error) {
 	case ".":
 		return n.ino, syscall.DT_DIR, nil
 	case "..":
-		return dirParent(&n.d), syscall.DT_DIR, nil
+		return n.d.Parent(), syscall.DT_DIR, nil
 	}
 	if err := f.checkName(name); err != nil {
 		return 0, 0, err
@@ -173,8 +171,8 @@ func (o *op) createIn(p *inode, name string, mode, rdev uint32, c Caller, setup 
 		}
 		w.DataFormat = layout.DataBTree
 		w.ForkCount = 1
-		setDirRoot(w, nd.Root())
-		setDirParent(w, p.ino)
+		w.SetTreeRoot(nd.Root())
+		w.SetParent(p.ino)
 		pw.Nlink++
 	}
 	if setup != nil {
@@ -645,12 +643,12 @@ func (f *FS) Rename(oldDir uint64, oldName string, newDir uint64, newName string
 			}
 			if oldDir != newDir {
 				if srcDir {
-					setDirParent(sw, newDir)
+					sw.SetParent(newDir)
 					ow.Nlink--
 					nw.Nlink++
 				}
 				if dstDir {
-					setDirParent(dw, oldDir)
+					dw.SetParent(oldDir)
 					nw.Nlink--
 					ow.Nlink++
 				}
@@ -681,7 +679,7 @@ func (f *FS) Rename(oldDir uint64, oldName string, newDir uint64, newName string
 				return err
 			}
 			if srcDir && oldDir != newDir {
-				setDirParent(sw, newDir)
+				sw.SetParent(newDir)
 				ow.Nlink--
 				nw.Nlink++
 			}
@@ -732,7 +730,7 @@ func (f *FS) ReadDir(dirIno uint64, cookie uint64, plus bool, fn func(e DirEntry
 		return syscall.ENOTDIR
 	}
 	self := f.attr(n.ino, &n.d)
-	parent := dirParent(&n.d)
+	parent := n.d.Parent()
 	n.mu.RUnlock()
 	if cookie == 0 {
 		e := DirEntry{Name: ".", Ino: dirIno, Mode: syscall.S_IFDIR, Next: 1}

@@ -361,7 +361,7 @@ func (o *op) commit() (err error) {
 	}
 	for n, d := range o.dirs {
 		if w := o.w(n); w.Mode != 0 && d.RootChanged() {
-			setDirRoot(w, d.Root())
+			w.SetTreeRoot(d.Root())
 		}
 	}
 	if err := o.agWork(); err != nil {
@@ -479,7 +479,7 @@ func (o *op) commit() (err error) {
 		n.lsn = max(n.lsn, lsn)
 		n.nlink.Store(w.in.Nlink)
 		if isDir(w.in.Mode) {
-			n.parent.Store(dirParent(&w.in))
+			n.parent.Store(w.in.Parent())
 		}
 	}
 	for _, n := range o.news {

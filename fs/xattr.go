@@ -20,40 +20,26 @@ import (
 // files, and after the target for inline symlinks. A file whose extents
 // outgrow the space before ForkOffset moves them to an extent tree.
 
-// xattrStart is where the inline attribute area of in starts (or would).
-func xattrStart(in *layout.Inode) int {
-	if in.ForkOffset != 0 {
-		return int(in.ForkOffset)
-	}
-	switch in.DataFormat {
-	case layout.DataInline:
-		return int(min(in.Size, layout.ForkSize))
-	case layout.DataBTree:
-		return dirForkBytes
-	}
-	return max(int(in.ForkCount), 1) * layout.ExtentSize
-}
-
 // openXattr opens the attributes of inode ino (working copy or committed
 // inode in) within tx.
 func (f *FS) openXattr(tx *wal.Tx, ino uint64, in *layout.Inode, alloc btree.Allocator) (*xattr.Set, error) {
-	off := xattrStart(in)
+	off := in.XattrStart()
 	area := make([]byte, layout.ForkSize-off)
 	if in.ForkOffset != 0 {
 		copy(area, in.Fork[off:])
 	}
-	if alloc == nil {
-		alloc = noAlloc{}
+	c := XattrTreeConfig(&f.sb, ino)
+	if alloc != nil {
+		c.Alloc, c.Goal = alloc, f.goal(ino)
 	}
-	return xattr.Open(tx, area, in.XattrBlock, btree.Config{Owner: ino, Seed: f.seed, BlockSize: f.bs,
-		Alloc: alloc, Goal: f.goal(ino)})
+	return xattr.Open(tx, area, in.XattrBlock, c)
 }
 
 // saveXattr stores the attributes' inline area and root in w. (Always:
 // xattr.Set.Changed misses a root that moved when the tree split or
 // shrank; the inode diff logs only what really changed.)
 func saveXattr(s *xattr.Set, w *layout.Inode) {
-	off := xattrStart(w)
+	off := w.XattrStart()
 	clear(w.Fork[off:])
 	ent := s.Inline()
 	copy(w.Fork[off:], ent)

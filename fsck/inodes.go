@@ -2,7 +2,6 @@ package fsck
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -10,6 +9,7 @@ import (
 
 	"agfs/btree"
 	"agfs/dir"
+	"agfs/fs"
 	"agfs/layout"
 	"agfs/wal"
 	"agfs/xattr"
@@ -82,52 +82,6 @@ type inodeChecker struct {
 	ag   uint32
 	tx   *wal.Tx
 	res  *agInodes
-}
-
-// noAlloc refuses every allocation: the checker only reads.
-type noAlloc struct{}
-
-func (noAlloc) AllocBlock(*wal.Tx, uint64) (uint64, error) {
-	return 0, errors.New("fsck: read-only check allocates nothing")
-}
-func (noAlloc) FreeBlock(*wal.Tx, uint64) error {
-	return errors.New("fsck: read-only check frees nothing")
-}
-
-// Tree configurations, as package fs builds them for reading (fs.FS.extCfg,
-// fs.FS.dirCfg and fs.FS.openXattr with a nil allocator).
-func (c *inodeChecker) extCfg(ino uint64) btree.Config {
-	return btree.Config{Magic: layout.MagicExtentNode, Owner: ino, Seed: c.seed, BlockSize: c.bs, Alloc: noAlloc{}}
-}
-
-func (c *inodeChecker) dirCfg(ino uint64) dir.Config {
-	return dir.Config{Owner: ino, Seed: c.seed, HashSeed: c.sb.DirHashSeed, BlockSize: c.bs, Alloc: noAlloc{}}
-}
-
-func (c *inodeChecker) xattrCfg(ino uint64) btree.Config {
-	return btree.Config{Owner: ino, Seed: c.seed, BlockSize: c.bs, Alloc: noAlloc{}}
-}
-
-// Directory inodes keep the index root in fork bytes 0–7 and the parent in
-// 8–15; extent-tree files the root in 0–7 (FORMAT.md §12.2, §12.3).
-const dirForkBytes = 16
-
-func forkRoot(d *layout.Inode) uint64   { return binary.LittleEndian.Uint64(d.Fork[0:]) }
-func forkParent(d *layout.Inode) uint64 { return binary.LittleEndian.Uint64(d.Fork[8:]) }
-
-// xattrStart is where the inline attribute area of d starts, or would
-// (FORMAT.md §11.3; mirrors fs.xattrStart).
-func xattrStart(d *layout.Inode) int {
-	if d.ForkOffset != 0 {
-		return int(d.ForkOffset)
-	}
-	switch d.DataFormat {
-	case layout.DataInline:
-		return int(min(d.Size, layout.ForkSize))
-	case layout.DataBTree:
-		return dirForkBytes
-	}
-	return max(int(d.ForkCount), 1) * layout.ExtentSize
 }
 
 func fileType(mode uint32) uint32 { return mode & syscall.S_IFMT }
@@ -349,7 +303,7 @@ func (c *inodeChecker) inode(ino, tblk uint64, slot []byte, orphan bool) {
 	case layout.DataInline:
 		dataEnd = int(min(d.Size, layout.ForkSize))
 	case layout.DataBTree:
-		dataEnd = dirForkBytes
+		dataEnd = layout.DirForkBytes
 	}
 	if d.ForkOffset != 0 && dataEnd > int(d.ForkOffset) {
 		bad("data fork (%d bytes, data format %d, fork count %d) runs past the fork offset %d",
@@ -422,14 +376,14 @@ func (c *inodeChecker) treeFail(ino uint64, what string, root uint64, err error)
 // directory checks a directory's index and collects its entries; it
 // returns the index's node count and whether it could be counted.
 func (c *inodeChecker) directory(ino uint64, d *layout.Inode, info *inodeInfo) (uint64, bool) {
-	root := forkRoot(d)
-	info.parent, info.root = forkParent(d), root
+	root := d.TreeRoot()
+	info.parent, info.root = d.Parent(), root
 	if root == 0 {
 		c.res.fail("inode %d (table block %d): directory without an index (root block 0)", ino, info.table)
 		c.res.incomplete = true
 		return 0, false
 	}
-	dd, err := dir.Open(c.tx, c.dirCfg(ino), root)
+	dd, err := dir.Open(c.tx, fs.DirConfig(c.sb, ino), root)
 	if err == nil {
 		var di dir.Info
 		if di, err = dd.Check(); err == nil {
@@ -491,12 +445,12 @@ func (c *inodeChecker) extents(ino uint64, d *layout.Inode) (uint64, bool) {
 		}
 		return blocks, true
 	}
-	root := forkRoot(d)
+	root := d.TreeRoot()
 	if root == 0 {
 		c.res.fail("inode %d: extent tree root block 0", ino)
 		return 0, false
 	}
-	cfg := c.extCfg(ino)
+	cfg := fs.ExtentTreeConfig(c.sb, ino)
 	if err := btree.Check(c.tx, cfg, root); err != nil {
 		c.treeFail(ino, "extent tree", root, err)
 		return 0, false
@@ -582,13 +536,13 @@ func leafEntries(b []byte, fn func(i int, k, v []byte) bool) bool {
 // returns the tree's node count.
 func (c *inodeChecker) xattrs(ino uint64, d *layout.Inode) (uint64, bool) {
 	// The inline area, as fs.FS.openXattr passes it.
-	off := xattrStart(d)
+	off := d.XattrStart()
 	area := make([]byte, layout.ForkSize-off)
 	if d.ForkOffset != 0 {
 		copy(area, d.Fork[off:])
 	}
 	tblk := c.tableBlock(ino)
-	s, err := xattr.Open(c.tx, area, d.XattrBlock, c.xattrCfg(ino))
+	s, err := xattr.Open(c.tx, area, d.XattrBlock, fs.XattrTreeConfig(c.sb, ino))
 	if err != nil {
 		c.res.fail("inode %d: inline attributes (table block %d, fork offset %d): %w", ino, tblk, d.ForkOffset, err)
 		return 0, false

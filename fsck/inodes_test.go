@@ -257,7 +257,7 @@ func TestDamageIsNamed(t *testing.T) {
 		if d.DataFormat != layout.DataBTree {
 			t.Fatalf("fragmented file has data format %d", d.DataFormat)
 		}
-		leaf := p.leaf(t, img, layout.MagicExtentNode, p.frag, forkRoot(&d))
+		leaf := p.leaf(t, img, layout.MagicExtentNode, p.frag, d.TreeRoot())
 		flip(img, leaf)
 		expectNamed(t, img, inoName(p.frag), blkName(leaf), "extent tree")
 	})
@@ -265,7 +265,7 @@ func TestDamageIsNamed(t *testing.T) {
 		// A valid node whose first extent has length 0.
 		img := bytes.Clone(clean)
 		d := p.inode(img, p.frag)
-		leaf := p.leaf(t, img, layout.MagicExtentNode, p.frag, forkRoot(&d))
+		leaf := p.leaf(t, img, layout.MagicExtentNode, p.frag, d.TreeRoot())
 		b := p.block(img, leaf)
 		o := int(binary.LittleEndian.Uint16(b[96:])) // slot 0
 		binary.LittleEndian.PutUint32(b[o+4+8+8:], 0)
@@ -275,7 +275,7 @@ func TestDamageIsNamed(t *testing.T) {
 	t.Run("directory index node", func(t *testing.T) {
 		img := bytes.Clone(clean)
 		d := p.inode(img, p.bigDir)
-		leaf := p.leaf(t, img, layout.MagicDirNode, p.bigDir, forkRoot(&d))
+		leaf := p.leaf(t, img, layout.MagicDirNode, p.bigDir, d.TreeRoot())
 		flip(img, leaf)
 		expectNamed(t, img, inoName(p.bigDir), blkName(leaf), "directory index")
 	})
@@ -283,7 +283,7 @@ func TestDamageIsNamed(t *testing.T) {
 		// A resealed leaf whose first key no longer sorts first.
 		img := bytes.Clone(clean)
 		d := p.inode(img, p.bigDir)
-		leaf := p.leaf(t, img, layout.MagicDirNode, p.bigDir, forkRoot(&d))
+		leaf := p.leaf(t, img, layout.MagicDirNode, p.bigDir, d.TreeRoot())
 		b := p.block(img, leaf)
 		o := int(binary.LittleEndian.Uint16(b[96:]))
 		b[o+4] ^= 0x7f // the position's top byte

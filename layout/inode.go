@@ -174,3 +174,38 @@ func DecodeExtent(b []byte, g *Geometry) (Extent, error) {
 	}
 	return e, nil
 }
+
+// DirForkBytes is how much of the fork a directory (and an extent-tree
+// file) uses: bytes 0–7 hold the B+tree root block, and for a directory
+// bytes 8–15 the parent's inode number (what ".." names; the root's is
+// itself). See FORMAT.md §12.2–§12.3.
+const DirForkBytes = 16
+
+// TreeRoot is the root block of the B+tree in the data fork (DataBTree).
+func (in *Inode) TreeRoot() uint64 { return binary.LittleEndian.Uint64(in.Fork[0:]) }
+
+// SetTreeRoot stores the root block of the data fork's B+tree.
+func (in *Inode) SetTreeRoot(r uint64) { binary.LittleEndian.PutUint64(in.Fork[0:], r) }
+
+// Parent is a directory's parent inode number.
+func (in *Inode) Parent() uint64 { return binary.LittleEndian.Uint64(in.Fork[8:]) }
+
+// SetParent stores a directory's parent inode number.
+func (in *Inode) SetParent(p uint64) { binary.LittleEndian.PutUint64(in.Fork[8:], p) }
+
+// XattrStart is where the inline attribute area starts, or would start:
+// the fork offset when set; otherwise after the data fork — the target of
+// an inline symlink, the 16 bytes of a B+tree fork, or the inline extents
+// rounded to at least one record (FORMAT.md §11.3).
+func (in *Inode) XattrStart() int {
+	if in.ForkOffset != 0 {
+		return int(in.ForkOffset)
+	}
+	switch in.DataFormat {
+	case DataInline:
+		return int(min(in.Size, ForkSize))
+	case DataBTree:
+		return DirForkBytes
+	}
+	return max(int(in.ForkCount), 1) * ExtentSize
+}
