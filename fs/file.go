@@ -46,18 +46,12 @@ func (f *FS) Read(ino uint64, dst []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, syscall.EINVAL
 	}
-	n, err := f.get(ino)
-	if err != nil {
-		return 0, errno(err)
-	}
-	defer f.put(n)
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if err := regular(n.d.Mode); err != nil {
-		return 0, err
-	}
-	k, err := f.readData(n.ino, &n.d, dst, off)
-	return k, errno(err)
+	return reading(f, ino, func(n *inode) (int, error) {
+		if err := regular(n.d.Mode); err != nil {
+			return 0, err
+		}
+		return f.readData(n.ino, &n.d, dst, off)
+	})
 }
 
 func regular(mode uint32) error {

@@ -298,14 +298,22 @@ func (f *FS) attr(ino uint64, d *layout.Inode) Attr {
 		Atime: d.Atime, Mtime: d.Mtime, Ctime: d.Ctime, Btime: d.Btime}
 }
 
-// GetAttr returns ino's attributes.
-func (f *FS) GetAttr(ino uint64) (Attr, error) {
+// reading runs fn with inode ino referenced and read-locked, the shape of
+// every operation that only looks at one inode; errors come back as errnos.
+func reading[T any](f *FS, ino uint64, fn func(n *inode) (T, error)) (T, error) {
 	n, err := f.get(ino)
 	if err != nil {
-		return Attr{}, errno(err)
+		var zero T
+		return zero, errno(err)
 	}
 	defer f.put(n)
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return f.attr(ino, &n.d), nil
+	v, err := fn(n)
+	return v, errno(err)
+}
+
+// GetAttr returns ino's attributes.
+func (f *FS) GetAttr(ino uint64) (Attr, error) {
+	return reading(f, ino, func(n *inode) (Attr, error) { return f.attr(ino, &n.d), nil })
 }

@@ -269,31 +269,24 @@ func (f *FS) Symlink(dirIno uint64, name, target string, c Caller) (Attr, error)
 
 // Readlink returns a symlink's target.
 func (f *FS) Readlink(ino uint64) (string, error) {
-	n, err := f.get(ino)
-	if err != nil {
-		return "", errno(err)
-	}
-	defer f.put(n)
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if !isLnk(n.d.Mode) {
-		return "", syscall.EINVAL
-	}
-	if n.d.DataFormat == layout.DataInline {
-		if n.d.Size > layout.ForkSize {
-			return "", errno(corruptf("inode %d: inline symlink of %d bytes", ino, n.d.Size))
+	return reading(f, ino, func(n *inode) (string, error) {
+		switch {
+		case !isLnk(n.d.Mode):
+			return "", syscall.EINVAL
+		case n.d.DataFormat == layout.DataInline && n.d.Size > layout.ForkSize:
+			return "", corruptf("inode %d: inline symlink of %d bytes", ino, n.d.Size)
+		case n.d.DataFormat == layout.DataInline:
+			return string(n.d.Fork[:n.d.Size]), nil
+		case n.d.Size > MaxSymlink:
+			return "", corruptf("inode %d: symlink of %d bytes", ino, n.d.Size)
 		}
-		return string(n.d.Fork[:n.d.Size]), nil
-	}
-	if n.d.Size > MaxSymlink {
-		return "", errno(corruptf("inode %d: symlink of %d bytes", ino, n.d.Size))
-	}
-	buf := make([]byte, n.d.Size)
-	k, err := f.readData(ino, &n.d, buf, 0)
-	if err != nil {
-		return "", errno(err)
-	}
-	return string(buf[:k]), nil
+		buf := make([]byte, n.d.Size)
+		k, err := f.readData(ino, &n.d, buf, 0)
+		if err != nil {
+			return "", err
+		}
+		return string(buf[:k]), nil
+	})
 }
 
 // Link makes name in directory dirIno another link to ino.

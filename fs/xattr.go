@@ -63,50 +63,39 @@ func (f *FS) hasXattrs(in *layout.Inode) bool {
 // (only the length when dst is empty). ENODATA when absent, ERANGE when
 // dst is too small.
 func (f *FS) GetXattr(ino uint64, name string, dst []byte) (int, error) {
-	n, err := f.get(ino)
-	if err != nil {
-		return 0, errno(err)
-	}
-	defer f.put(n)
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if !f.hasXattrs(&n.d) {
+	noXattrs := func() (int, error) {
 		if _, _, err := xattr.ParseName(name); err != nil {
 			return 0, err
 		}
 		return 0, syscall.ENODATA
 	}
-	tx := f.log.Begin()
-	defer tx.Abort()
-	s, err := f.openXattr(tx, ino, &n.d, nil)
-	if err != nil {
-		return 0, errno(err)
-	}
-	k, err := s.Get(name, dst)
-	return k, errno(err)
+	return f.readXattrs(ino, noXattrs, func(s *xattr.Set) (int, error) { return s.Get(name, dst) })
 }
 
 // ListXattr writes the NUL-terminated names into dst and returns the
 // bytes used (the size only when dst is empty; ERANGE when too small).
 func (f *FS) ListXattr(ino uint64, dst []byte) (int, error) {
-	n, err := f.get(ino)
-	if err != nil {
-		return 0, errno(err)
-	}
-	defer f.put(n)
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if !f.hasXattrs(&n.d) {
-		return 0, nil
-	}
-	tx := f.log.Begin()
-	defer tx.Abort()
-	s, err := f.openXattr(tx, ino, &n.d, nil)
-	if err != nil {
-		return 0, errno(err)
-	}
-	k, err := s.List(dst, nil)
-	return k, errno(err)
+	noXattrs := func() (int, error) { return 0, nil }
+	return f.readXattrs(ino, noXattrs, func(s *xattr.Set) (int, error) { return s.List(dst, nil) })
+}
+
+// readXattrs runs fn over ino's attributes, read-locked, in a transaction
+// it then drops. An inode without attributes answers noXattrs at once, with
+// no transaction: the kernel asks for security.capability before every
+// write.
+func (f *FS) readXattrs(ino uint64, noXattrs func() (int, error), fn func(s *xattr.Set) (int, error)) (int, error) {
+	return reading(f, ino, func(n *inode) (int, error) {
+		if !f.hasXattrs(&n.d) {
+			return noXattrs()
+		}
+		tx := f.log.Begin()
+		defer tx.Abort()
+		s, err := f.openXattr(tx, ino, &n.d, nil)
+		if err != nil {
+			return 0, err
+		}
+		return fn(s)
+	})
 }
 
 // SetXattr sets name to val; flags XATTR_CREATE (EEXIST if present) and
