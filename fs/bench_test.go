@@ -18,6 +18,12 @@ import (
 // mem, on memory.
 func benchFS(b *testing.B, size int64, mem bool) (*fs.FS, func()) {
 	b.Helper()
+	return benchFSOpts(b, size, mem, fs.Options{CacheBlocks: 16384})
+}
+
+// benchFSOpts is benchFS with options o.
+func benchFSOpts(b *testing.B, size int64, mem bool, o fs.Options) (*fs.FS, func()) {
+	b.Helper()
 	var dev disk.Device
 	if mem {
 		dev = disk.NewMem(size)
@@ -33,7 +39,7 @@ func benchFS(b *testing.B, size int64, mem bool) (*fs.FS, func()) {
 		dev = d
 	}
 	format(b, dev, layout.Params{})
-	f, err := fs.Open(dev, fs.Options{CacheBlocks: 16384})
+	f, err := fs.Open(dev, o)
 	if err != nil {
 		b.Fatal(err)
 	}

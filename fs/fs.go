@@ -14,6 +14,7 @@ import (
 	"agfs/dir"
 	"agfs/disk"
 	"agfs/layout"
+	"agfs/orphan"
 	"agfs/wal"
 )
 
@@ -30,6 +31,14 @@ type Options struct {
 	// CheckpointInterval, when positive, checkpoints the log at least
 	// this often (the log also checkpoints by itself when it fills).
 	CheckpointInterval time.Duration
+	// NoScan turns the background orphan scanner off (scan.go).
+	NoScan bool
+	// ScanInterval is the scanner's pause before each pass
+	// (orphan.DefaultInterval if zero).
+	ScanInterval time.Duration
+	// ScanRate bounds the scanner's inode slots and reclaims per second:
+	// orphan.DefaultRate if zero, no bound if negative.
+	ScanRate int
 }
 
 // FS is an open agfs filesystem.
@@ -68,6 +77,9 @@ type FS struct {
 	unsafeCap  int               // prune when unsafe grows to this
 	reuseCkpts atomic.Uint64     // checkpoints forced by reuseGuard
 	retries    atomic.Uint64     // operations retried for the AG lock order
+
+	scanner *orphan.Scanner              // nil when not scanning
+	watch   atomic.Pointer[orphan.Watch] // the running pass's, fed by commits
 
 	// Replay is what the log recovery did at Open.
 	Replay *wal.Report
@@ -164,6 +176,7 @@ func Open(dev disk.Device, o Options) (*FS, error) {
 		f.wg.Add(1)
 		go f.checkpointer(o.CheckpointInterval)
 	}
+	f.startScanner()
 	return f, nil
 }
 
@@ -245,6 +258,8 @@ func (f *FS) markSuper(clean bool) error {
 // marks the superblock clean, checkpoints the log and flushes the device.
 // No request may be in flight. The device is not closed.
 func (f *FS) Close() error {
+	// The scanner first: its passes need the filesystem open.
+	f.stopScanner()
 	if f.closed.Swap(true) {
 		return syscall.EBADF
 	}
@@ -334,6 +349,7 @@ type Stats struct {
 	LockRetries     uint64 // operations run again to take AG locks in order
 	ReuseCheckpoint uint64 // checkpoints forced before reusing a freed tree node for data
 	OrphansAtOpen   int    // on-disk orphans reclaimed by Open
+	Scan            orphan.Stats
 }
 
 // Stats returns the filesystem's counters.
@@ -345,6 +361,11 @@ func (f *FS) Stats() Stats {
 		n += len(s.m)
 		s.mu.Unlock()
 	}
-	return Stats{Inodes: n, DataFlushes: f.dataFlushes(), LockRetries: f.retries.Load(),
+	st := Stats{Inodes: n, DataFlushes: f.dataFlushes(), LockRetries: f.retries.Load(),
 		ReuseCheckpoint: f.reuseCkpts.Load(), OrphansAtOpen: f.Orphans}
+	if f.scanner != nil {
+		st.Scan = f.scanner.Stats()
+	}
+	st.Scan.AtMount = uint64(f.Orphans)
+	return st
 }

@@ -440,6 +440,7 @@ func (o *op) commit() (err error) {
 		if !committed {
 			return
 		}
+		f.noteCommit(o) // the orphan scanner's Watch (scan.go)
 		for _, n := range o.freed {
 			n.gone.Store(true)
 			s := f.shard(n.ino)

@@ -12,12 +12,26 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 )
 
+// StatsXattr is the read-only virtual attribute of a mount's root that
+// holds the filesystem's counters as "NAME VALUE" lines (fs.Stats,
+// orphan.Stats; mount.agfs --stats prints it). Like ceph's virtual
+// attributes it is never listed and cannot be set or removed. FUSE passes
+// names outside the user/trusted/security/system namespaces through, so
+// the name stays clear of every attribute a file can store.
+const StatsXattr = "agfs.stats"
+
+// isStats reports whether a request names the stats attribute.
+func isStats(ino uint64, name string) bool { return ino == fuse.FUSE_ROOT_ID && name == StatsXattr }
+
 // GetXAttr: with an empty dest the kernel asks for the size only.
 func (f *FS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, dest []byte) (uint32, fuse.Status) {
 	if !f.enter() {
 		return 0, fuse.EIO
 	}
 	defer f.leave()
+	if isStats(h.NodeId, name) {
+		return sized(f.core.Stats().AppendText(nil), dest)
+	}
 	if f.noACL(name) {
 		return 0, fuse.Status(syscall.EOPNOTSUPP)
 	}
@@ -47,14 +61,20 @@ func (f *FS) ListXAttr(cancel <-chan struct{}, h *fuse.InHeader, dest []byte) (u
 	if err != nil {
 		return 0, f.status("listxattr", h.NodeId, err)
 	}
-	list = dropTrusted(list)
+	return sized(dropTrusted(list), dest)
+}
+
+// sized replies to a get or list request with v: its size when dest is
+// empty (the kernel asks for the size only), ERANGE when dest is too
+// small.
+func sized(v, dest []byte) (uint32, fuse.Status) {
 	switch {
 	case len(dest) == 0:
-		return uint32(len(list)), fuse.OK
-	case len(list) > len(dest):
-		return uint32(len(list)), fuse.ERANGE
+		return uint32(len(v)), fuse.OK
+	case len(v) > len(dest):
+		return uint32(len(v)), fuse.ERANGE
 	}
-	return uint32(copy(dest, list)), fuse.OK
+	return uint32(copy(dest, v)), fuse.OK
 }
 
 // fullList reads the whole name list of ino, whatever its size.
@@ -128,6 +148,8 @@ func (f *FS) SetXAttr(cancel <-chan struct{}, in *fuse.SetXAttrIn, name string, 
 	defer f.leave()
 	var err error
 	switch {
+	case isStats(in.NodeId, name):
+		err = syscall.EPERM
 	case f.noACL(name):
 		err = syscall.EOPNOTSUPP
 	case f.aclOn && name == aclAccess:
@@ -150,6 +172,9 @@ func (f *FS) RemoveXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string) 
 		return fuse.EIO
 	}
 	defer f.leave()
+	if isStats(h.NodeId, name) {
+		return fuse.EPERM
+	}
 	if f.noACL(name) {
 		return fuse.Status(syscall.EOPNOTSUPP)
 	}
