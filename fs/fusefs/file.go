@@ -35,6 +35,7 @@ func (f *FS) Release(cancel <-chan struct{}, in *fuse.ReleaseIn) {
 		return
 	}
 	defer f.leave()
+	f.forgetWritebackError(in.NodeId)
 	f.core.Release(in.NodeId)
 }
 
@@ -59,6 +60,16 @@ func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 	}
 	defer f.leave()
 	n, err := f.core.Write(in.NodeId, data, int64(in.Offset))
+	if n < len(data) && in.WriteFlags&fuse.WRITE_CACHE != 0 {
+		// The kernel does not retry the rest of a short writeback, so
+		// it must fail; the core stops short only at ENOSPC.
+		if err == nil {
+			err = syscall.ENOSPC
+		}
+		st := f.status("write", in.NodeId, err)
+		f.writebackFailed(in.NodeId, syscall.Errno(st))
+		return 0, st
+	}
 	if err != nil && n == 0 {
 		return 0, f.status("write", in.NodeId, err)
 	}
@@ -68,8 +79,8 @@ func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 // FLUSH (sent at every close(2)) is left to the default ENOSYS: the
 // kernel then stops sending it, saving a round trip per close. There is
 // nothing to do anyway: writes reach agfs as they happen, and with the
-// writeback cache the kernel writes its dirty pages (and reports their
-// errors) before it would send FLUSH. Durability is fsync's business.
+// writeback cache the kernel writes its dirty pages (and close(2) reports
+// their errors) before it would send FLUSH. Durability is fsync's business.
 
 // fsyncFdatasync is FUSE_FSYNC_FDATASYNC: only the data and the metadata
 // needed to read it back must be durable.
@@ -104,7 +115,20 @@ func (f *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status
 
 // Lseek answers SEEK_DATA and SEEK_HOLE; the kernel does the other whences
 // itself.
+//
+// With the writeback cache, the kernel sends LSEEK without writing its dirty
+// pages first (fs/fuse/file.c, fuse_lseek), so agfs would report as holes
+// ranges already written. Invalidating the pages from the offset on makes
+// the kernel write the dirty ones back (launder_folio) before the
+// notification returns, and the inode lock the kernel holds during LSEEK
+// keeps write(2) from dirtying more. The price is that those pages are read
+// again from agfs when next used.
 func (f *FS) Lseek(cancel <-chan struct{}, in *fuse.LseekIn, out *fuse.LseekOut) fuse.Status {
+	if f.writeback && f.srv != nil && in.Offset <= math.MaxInt64 {
+		if st := f.srv.InodeNotify(in.NodeId, int64(in.Offset), 0); st != fuse.OK && st != fuse.ENOENT {
+			return st
+		}
+	}
 	if !f.enter() {
 		return fuse.EIO
 	}

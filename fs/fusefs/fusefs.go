@@ -75,7 +75,14 @@ type FS struct {
 	// aclOn: POSIX ACLs are negotiated (set by Mount); dontMask: the
 	// kernel leaves the umask to us (learnt at INIT).
 	aclOn, dontMask bool
-	acls            aclLocks
+	// writeback: the kernel's writeback cache is on (asked for by Mount,
+	// confirmed at INIT), so file data may sit dirty in the page cache
+	// where agfs cannot see it.
+	writeback bool
+	wbErr     wbErrors
+	// srv sends notifications to the kernel (set at INIT).
+	srv  *fuse.Server
+	acls aclLocks
 }
 
 // New wraps core. The caller keeps ownership of core: after the server

@@ -103,6 +103,7 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 		fo.ExtraCapabilities |= fuse.CAP_DONT_MASK
 	}
 	f.aclOn = o.ACL
+	f.writeback = o.WritebackCache
 
 	s := &Server{fs: f, mnt: mnt}
 	if os.Geteuid() == 0 {

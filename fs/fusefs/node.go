@@ -47,6 +47,9 @@ func (f *FS) GetAttr(cancel <-chan struct{}, in *fuse.GetAttrIn, out *fuse.AttrO
 		return fuse.EIO
 	}
 	defer f.leave()
+	if e := f.takeWritebackError(in); e != 0 {
+		return fuse.Status(e)
+	}
 	a, err := f.core.GetAttr(in.NodeId)
 	if err != nil {
 		return f.status("getattr", in.NodeId, err)
@@ -363,10 +366,12 @@ func (f *FS) StatFs(cancel <-chan struct{}, h *fuse.InHeader, out *fuse.StatfsOu
 	return fuse.OK
 }
 
-// Init learns what the kernel agreed to. agfs sends it no notifications
-// (yet), so the server is not kept.
+// Init learns what the kernel agreed to, and keeps the server for the
+// notifications of writeback.go.
 func (f *FS) Init(s *fuse.Server) {
+	f.srv = s
 	offered := s.KernelSettings().Flags64()
 	f.aclOn = f.aclOn && offered&fuse.CAP_POSIX_ACL != 0
 	f.dontMask = f.aclOn && offered&fuse.CAP_DONT_MASK != 0
+	f.writeback = f.writeback && offered&fuse.CAP_WRITEBACK_CACHE != 0
 }
