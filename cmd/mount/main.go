@@ -19,6 +19,7 @@ const help = `NAME
 SYNOPSIS
     mount.agfs [-f] [-d] [-o OPTIONS] DEVICE MOUNTPOINT
     mount -t fuse.agfs [-o OPTIONS] DEVICE MOUNTPOINT
+    mount.agfs --stats MOUNTPOINT
 
 DESCRIPTION
     mount.agfs attaches the agfs filesystem on DEVICE, a block device or an
@@ -78,16 +79,38 @@ MOUNT OPTIONS
                       how often the log is checkpointed (e.g. 30s, 5m)
     alloc=POLICY      block allocation: near (default), bestfit, firstfit,
                       contiguous
-    writeback_cache   let the kernel gather writes in its page cache
-                      (off by default)
+    writeback_cache, nowriteback_cache
+                      let the kernel gather writes in its page cache and
+                      send them later (default nowriteback_cache). Faster,
+                      but a full filesystem then fails fsync(2) and
+                      close(2) with ENOSPC, and write(2) only on a file
+                      whose earlier writeback already failed
     subtype=NAME      mount with kernel type fuse.NAME
     nosubtype         mount with kernel type fuse
+    scan, noscan      run the background orphan scanner (default scan):
+                      it cross-checks the bitmaps against what inodes and
+                      directories reference and reclaims blocks and inodes
+                      that nothing references; counted in --stats
+    scan_interval=DURATION
+                      pause before each scanner pass (default 5m)
+    scan_rate=N       inodes the scanner visits, plus reclaims it makes,
+                      per second (default 20000; 0: no limit). It also
+                      backs off while other work is committing
 
     Any other option is an error, unless -s is given.
 
+STATISTICS
+    mount.agfs --stats MOUNTPOINT prints the counters of a live mount, one
+    "NAME VALUE" per line: inodes in memory, log and allocation counters,
+    and the orphan scanner's (scan.*: passes, inodes scanned, orphans found
+    and reclaimed by kind, reclaimed_at_mount for the files unlinked while
+    open that the mount itself reclaimed). They are the value of the
+    read-only attribute agfs.stats of the mount's root, so
+    getfattr --only-values -n agfs.stats MOUNTPOINT shows them too.
+
 EXIT STATUS
-    0 the filesystem is mounted, 1 usage error, 32 the mount failed (the
-    message says why).
+    0 the filesystem is mounted (--stats: the counters were printed), 1
+    usage error, 32 the mount failed (the message says why).
 `
 
 const (
@@ -105,6 +128,9 @@ func run(prog string, args []string, out io.Writer) error {
 	c, done, err := parseArgs(prog, args)
 	if done || err != nil {
 		return err
+	}
+	if c.statsOf != "" {
+		return printStats(out, c.statsOf)
 	}
 	if c.notifyFD != 0 {
 		return runChild(c)

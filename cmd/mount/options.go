@@ -32,6 +32,7 @@ type config struct {
 	verbose    bool
 	sloppy     bool
 	notifyFD   int
+	statsOf    string // --stats: the mount point to report on
 
 	mount fusefs.MountOptions
 	fs    fs.Options
@@ -46,8 +47,15 @@ func parseArgs(prog string, args []string) (*config, bool, error) {
 	verbose := set.BoolP("verbose", "v", false, "say what is being done")
 	set.BoolP("no-mtab", "n", false, "accepted for mount(8); there is no mtab to write")
 	fstype := set.StringP("type", "t", "", "fuse.agfs or fuse: the kernel type (as mount(8) passes it)")
+	stats := set.Bool("stats", false, "print the counters of the agfs mounted at MOUNTPOINT and exit")
 	if done, err := cli.Parse(set, args); done || err != nil {
 		return nil, done, err
+	}
+	if *stats {
+		if set.NArg() != 1 {
+			return nil, false, cli.Usagef("--stats takes one MOUNTPOINT, got %d arguments", set.NArg())
+		}
+		return &config{prog: prog, statsOf: set.Arg(0)}, false, nil
 	}
 	if set.NArg() != 2 {
 		return nil, false, cli.Usagef("expected DEVICE and MOUNTPOINT, got %d arguments", set.NArg())
@@ -195,11 +203,11 @@ func (c *config) parseOption(opt string) error {
 			return err
 		}
 		c.mount.ACL = key == "acl"
-	case key == "writeback_cache":
+	case key == "writeback_cache" || key == "nowriteback_cache":
 		if err := noValue(); err != nil {
 			return err
 		}
-		c.mount.WritebackCache = true
+		c.mount.WritebackCache = key == "writeback_cache"
 	case key == "nosubtype":
 		if err := noValue(); err != nil {
 			return err
@@ -237,6 +245,32 @@ func (c *config) parseOption(opt string) error {
 			return fmt.Errorf("alloc=%s: want near, bestfit, firstfit or contiguous", val)
 		}
 		c.fs.Policy = p
+	case key == "scan" || key == "noscan":
+		if err := noValue(); err != nil {
+			return err
+		}
+		c.fs.NoScan = key == "noscan"
+	case key == "scan_interval":
+		if err := needValue(); err != nil {
+			return err
+		}
+		d, err := time.ParseDuration(val)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("scan_interval=%s: want a positive duration such as 100ms or 10m", val)
+		}
+		c.fs.ScanInterval = d
+	case key == "scan_rate":
+		if err := needValue(); err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 0 {
+			return fmt.Errorf("scan_rate=%s: want a number of inodes per second (0: no limit)", val)
+		}
+		c.fs.ScanRate = n
+		if n == 0 {
+			c.fs.ScanRate = -1 // fs: no bound
+		}
 	default:
 		return fmt.Errorf("%w %q", errUnknown, opt)
 	}

@@ -51,6 +51,9 @@ func TestOptions(t *testing.T) {
 	if c := parse(t, "mount.agfs", "-o", "noacl", "img", "mnt"); c.mount.ACL {
 		t.Error("noacl left ACLs on")
 	}
+	if c := parse(t, "mount.agfs", "-o", "writeback_cache,nowriteback_cache", "img", "mnt"); c.mount.WritebackCache {
+		t.Error("nowriteback_cache after writeback_cache left the writeback cache on")
+	}
 	if c.fs.CacheBlocks != 512 || c.fs.CheckpointInterval != 2*time.Second || c.fs.Policy != ag.BestFit {
 		t.Errorf("agfs options not applied: %+v", c.fs)
 	}
