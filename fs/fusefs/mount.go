@@ -85,10 +85,17 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 		MaxBackground:           maxBackground,
 		MaxInflightRequestBytes: maxInflightBytes,
 		EnableSymlinkCaching:    true,
-		ExtraCapabilities:       fuse.CAP_READDIRPLUS_AUTO,
-		Debug:                   o.Debug,
-		Logger:                  o.Logger,
-		PanicHandler:            f.panicked,
+		// Every change to file data comes through this kernel (agfs is
+		// the device's only user), and the kernel itself drops what a
+		// truncate, punch, zero range or copy_file_range replaces. So a
+		// new mtime is no reason to drop a file's whole page cache, which
+		// is what automatic invalidation does at the next GETATTR after a
+		// write: read-after-write workloads then read everything again.
+		ExplicitDataCacheControl: true,
+		ExtraCapabilities:        fuse.CAP_READDIRPLUS_AUTO,
+		Debug:                    o.Debug,
+		Logger:                   o.Logger,
+		PanicHandler:             f.panicked,
 	}
 	if fo.Name == "" {
 		fo.Name = "agfs" // fusermount only; the direct mount uses Subtype
