@@ -218,8 +218,31 @@ func (s *Server) MountPoint() string { return s.mnt }
 // the requests still in flight. It reports whether the fs core is
 // consistent and may be closed normally (no handler panicked).
 func (s *Server) Serve() bool {
+	go s.raiseReadahead()
 	s.srv.Serve()
 	return s.fs.drain()
+}
+
+// readaheadKB is the kernel readahead of an agfs mount. A FUSE mount gets
+// the kernel's 128 KiB, and go-fuse cannot offer more at INIT; each
+// readahead request is one O_DIRECT read, so sequential reads wait on the
+// device 128 KiB at a time. 4 MiB lets several 1 MiB reads run at once
+// (a cold sequential read of 1 GiB went from about 400 to 650 MB/s).
+const readaheadKB = 4096
+
+// raiseReadahead sets the mount's readahead once INIT is done: the kernel
+// clamps it to the INIT reply's max_readahead, so it must come after. A
+// statfs of the mount point returns only then (requests wait for INIT).
+// Without root, or on a kernel without the bdi in sysfs, it stays as is.
+func (s *Server) raiseReadahead() {
+	if s.dev == "" {
+		return
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(s.mnt, &st); err != nil || !s.mounted() {
+		return
+	}
+	os.WriteFile("/sys/class/bdi/"+s.dev+"/read_ahead_kb", []byte(strconv.Itoa(readaheadKB)), 0)
 }
 
 // Unmount detaches the filesystem, so that Serve returns. If the mount is
