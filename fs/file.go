@@ -358,8 +358,11 @@ func (f *FS) writeSeg(p []byte, off int64, s segment) error {
 }
 
 // zeroPart zeroes bytes [from, to) of file block b if it is mapped and
-// written (on the device, in place).
-func (f *FS) zeroPart(m *emap, b uint64, from, to int) error {
+// written (on the device, in place). The zeroes are ordered data: a
+// truncate or punch whose commit reached the disk without them would let
+// the file grow back over the bytes it cut off.
+func (o *op) zeroPart(m *emap, b uint64, from, to int) error {
+	f := o.f
 	e, ok, err := m.find(b)
 	if err != nil || !ok || e.Logical > b || e.Flags&layout.ExtentUnwritten != 0 || from >= to {
 		return err
@@ -372,8 +375,11 @@ func (f *FS) zeroPart(m *emap, b uint64, from, to int) error {
 		return err
 	}
 	clear(buf[from:to])
-	_, err = f.dev.WriteAt(buf, phys)
-	return err
+	if _, err := f.dev.WriteAt(buf, phys); err != nil {
+		return err
+	}
+	o.flush = true
+	return nil
 }
 
 // truncate sets the size of n's file (working copy w) to size; when it
@@ -394,7 +400,7 @@ func (o *op) truncate(n *inode, w *layout.Inode, size uint64, limit int) (more b
 		return false, err
 	}
 	if size < w.Size && size%bs != 0 {
-		if err := f.zeroPart(m, size/bs, int(size%bs), int(bs)); err != nil {
+		if err := o.zeroPart(m, size/bs, int(size%bs), int(bs)); err != nil {
 			return false, err
 		}
 	}
@@ -477,17 +483,17 @@ func (f *FS) Fallocate(ino uint64, mode uint32, off, length int64) error {
 		if mode&(FallocPunchHole|FallocZeroRange) != 0 {
 			// Partial blocks at the edges: zero in place.
 			if fullLo > fullHi { // inside one block
-				if err := f.zeroPart(m, start/bs, int(start%bs), int(end-start/bs*bs)); err != nil {
+				if err := o.zeroPart(m, start/bs, int(start%bs), int(end-start/bs*bs)); err != nil {
 					return err
 				}
 			} else {
 				if start%bs != 0 {
-					if err := f.zeroPart(m, start/bs, int(start%bs), int(bs)); err != nil {
+					if err := o.zeroPart(m, start/bs, int(start%bs), int(bs)); err != nil {
 						return err
 					}
 				}
 				if end%bs != 0 {
-					if err := f.zeroPart(m, end/bs, 0, int(end%bs)); err != nil {
+					if err := o.zeroPart(m, end/bs, 0, int(end%bs)); err != nil {
 						return err
 					}
 				}

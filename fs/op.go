@@ -52,7 +52,7 @@ type op struct {
 	dirs   map[*inode]*dir.Dir // directory indexes opened by the op
 	news   []*inode            // inodes this op created
 	freed  []*inode            // inodes this op frees
-	flush  bool                // new data blocks were written: flush before commit
+	flush  bool                // data the commit depends on was written (new blocks, zeroed tails): flush before commit
 	empty  bool                // commit logged no inode change
 	// metaFreed are the tree nodes this op frees (see FS.reuseGuard).
 	metaFreed []uint64

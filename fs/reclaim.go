@@ -45,13 +45,21 @@ func (f *FS) free(n *inode) error {
 	if n.gone.Load() || n.d.Nlink != 0 {
 		return nil
 	}
-	if n.d.DataFormat != layout.DataInline && (isReg(n.d.Mode) || isLnk(n.d.Mode)) {
+	if n.d.DataFormat != layout.DataInline && isReg(n.d.Mode) {
 		if err := f.setSize(n, 0, nil); err != nil {
 			return err
 		}
 	}
 	_, err := f.run(func(o *op) error {
 		w := o.w(n)
+		if isLnk(w.Mode) && w.DataFormat != layout.DataInline {
+			// A target in data blocks (one extent: at most MaxSymlink
+			// bytes) goes with the inode, so that no crash leaves a
+			// symlink of 0 bytes on the orphan list for fsck to find.
+			if _, err := o.truncate(n, w, 0, 0); err != nil {
+				return err
+			}
+		}
 		if isDir(w.Mode) {
 			d, err := o.openDir(n)
 			if err != nil {
