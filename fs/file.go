@@ -10,7 +10,10 @@ import (
 
 // File data goes straight to the device, a whole block at a time (a
 // partial block is read, patched and written back); only metadata goes
-// through the log.
+// through the log. Data writes are written behind (disk.WriteBehind): a
+// write returns once its bytes are copied, the device write runs while
+// the next request is served, and every read, overlapping write and
+// flush of the device waits for it.
 //
 // Ordered data: blocks newly mapped by a write (new blocks, unwritten
 // blocks written for the first time) are written before the transaction
@@ -331,8 +334,7 @@ func (f *FS) writeSeg(p []byte, off int64, s segment) error {
 		bstart := int64(b) * bs
 		lo, hi := max(bstart, off), min(bstart+bs, wEnd)
 		copy(buf[lo-bstart:hi-bstart], p[lo-off:hi-off])
-		_, err := f.dev.WriteAt(buf, phys*bs)
-		return err
+		return f.dev.wb.WriteAsync(buf, phys*bs)
 	}
 	lo, hi := s.l, s.l+s.n
 	if partial(lo) {
@@ -350,7 +352,7 @@ func (f *FS) writeSeg(p []byte, off int64, s segment) error {
 	if hi > lo {
 		a := int64(lo)*bs - off
 		b := int64(hi)*bs - off
-		if _, err := f.dev.WriteAt(p[a:b], int64(s.phys+(lo-s.l))*bs); err != nil {
+		if err := f.dev.wb.WriteAsync(p[a:b], int64(s.phys+(lo-s.l))*bs); err != nil {
 			return err
 		}
 	}

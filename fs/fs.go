@@ -41,6 +41,10 @@ type Options struct {
 	ScanRate int
 }
 
+// writeBehindBytes bounds the file data written asynchronously and not
+// yet on the device (disk.WriteBehind).
+const writeBehindBytes = 64 << 20
+
 // FS is an open agfs filesystem.
 type FS struct {
 	dev     *orderedDev // the device, with ordered data for the log (ordered.go)
@@ -134,7 +138,8 @@ func Open(dev disk.Device, o Options) (*FS, error) {
 		return nil, fmt.Errorf("agfs: the filesystem has read-only-compatible features %#x this agfs does not know: open it read-only", sb.ROCompat&^layout.KnownROCompat)
 	}
 	region := wal.Region{BlockSize: int(sb.BlockSize), Start: sb.LogStart, Blocks: sb.LogBlocks}
-	odev := &orderedDev{Device: dev, logLo: int64(sb.LogStart) * int64(sb.BlockSize),
+	wb := disk.NewWriteBehind(dev, writeBehindBytes)
+	odev := &orderedDev{Device: wb, wb: wb, logLo: int64(sb.LogStart) * int64(sb.BlockSize),
 		logHi: int64(sb.LogStart+sb.LogBlocks) * int64(sb.BlockSize)}
 	log, rep, err := wal.Open(odev, region, sb.Seed(), wal.Options{CacheBlocks: o.CacheBlocks, ReadOnly: o.ReadOnly})
 	if err != nil {

@@ -22,7 +22,10 @@ import (
 // Writes from the filesystem go through it as well (data writes do not
 // touch the log region, so they pass straight through).
 type orderedDev struct {
-	disk.Device
+	disk.Device // wb
+	// wb lets file data writes return before they reach the device; its
+	// Flush waits for them, so the flush before a log write covers them.
+	wb           *disk.WriteBehind
 	logLo, logHi int64 // byte range of the log region
 	pending      atomic.Bool
 	flushes      atomic.Uint64 // flushes issued because data was pending
