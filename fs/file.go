@@ -37,7 +37,7 @@ const (
 )
 
 const (
-	maxFileSize = 1 << 62
+	maxFileSize = layout.MaxFileBytes
 	writeChunk  = 8 << 20 // bytes of one write per transaction
 	freeBatch   = 512     // extents freed per transaction by truncate
 	maxLink     = 65000

@@ -153,6 +153,11 @@ func (e Extent) Encode(b []byte) {
 	le.PutUint32(b[20:], e.Flags)
 }
 
+// MaxFileBytes bounds every file: agfs keeps sizes below it, so no extent
+// reaches past it either, and the byte offset of any file block fits an
+// int64 (FORMAT.md §7, §12.2).
+const MaxFileBytes = 1 << 62
+
 // DecodeExtent reads an Extent from b and checks it against geometry g.
 func DecodeExtent(b []byte, g *Geometry) (Extent, error) {
 	le := binary.LittleEndian
@@ -169,6 +174,8 @@ func DecodeExtent(b []byte, g *Geometry) (Extent, error) {
 		return e, fmt.Errorf("%w: extent %d+%d beyond the device's %d blocks", ErrCorrupt, e.Physical, e.Len, g.BlockCount)
 	case e.Logical+uint64(e.Len) < e.Logical:
 		return e, fmt.Errorf("%w: extent at file block %d overflows", ErrCorrupt, e.Logical)
+	case e.Logical+uint64(e.Len) > MaxFileBytes/uint64(g.BlockSize):
+		return e, fmt.Errorf("%w: extent at file block %d+%d reaches past 2^62 bytes", ErrCorrupt, e.Logical, e.Len)
 	case e.Flags&^ExtentUnwritten != 0:
 		return e, fmt.Errorf("%w: extent flags %#x", ErrCorrupt, e.Flags)
 	}
