@@ -62,10 +62,24 @@ func (r *Report) Clean() bool { return len(r.Problems) == 0 }
 // failures to check at all (I/O errors, no superblock to be found);
 // damage is reported in Report.Problems.
 func Check(dev disk.Device) (*Report, error) {
+	r, _, err := check(dev, false)
+	return r, err
+}
+
+// scanned is what a check learnt of the filesystem, for repair.
+type scanned struct {
+	sb  *layout.Superblock
+	ags []*agInodes
+	all map[uint64]*inodeInfo
+}
+
+// check is Check; with collect it also gathers what repair needs, and
+// returns it when the inode phase could run.
+func check(dev disk.Device, collect bool) (*Report, *scanned, error) {
 	r := &Report{}
 	sb, from, err := findSuperblock(dev, r)
 	if err != nil {
-		return r, err
+		return r, nil, err
 	}
 	r.Super, r.SuperFrom = sb, from
 
@@ -99,11 +113,11 @@ func Check(dev disk.Device) (*Report, error) {
 	log, err := openLog(ov, region, sb.Seed())
 	if err != nil {
 		r.add(-1, fmt.Errorf("inodes not checked: the log cannot be opened over the replayed image: %w", err))
-		return r, nil
+		return r, nil, nil
 	}
 	defer log.Close()
 	res := make([]*agInodes, sb.AGCount)
-	eachAG(sb.AGCount, func(g uint32) { res[g] = checkInodes(log, sb, g) })
+	eachAG(sb.AGCount, func(g uint32) { res[g] = checkInodes(log, ov, sb, g, collect) })
 	ns := &namespace{g: &sb.Geometry, ags: res, all: map[uint64]*inodeInfo{}, add: r.add}
 	for g, a := range res {
 		for _, e := range a.errs {
@@ -116,7 +130,7 @@ func Check(dev disk.Device) (*Report, error) {
 		r.Inodes.add(&a.stats)
 	}
 	ns.run()
-	return r, nil
+	return r, &scanned{sb: sb, ags: res, all: ns.all}, nil
 }
 
 // eachAG runs fn for every AG, AGs in parallel.

@@ -9,6 +9,7 @@ import (
 
 	"agfs/btree"
 	"agfs/dir"
+	"agfs/disk"
 	"agfs/fs"
 	"agfs/layout"
 	"agfs/wal"
@@ -45,6 +46,8 @@ type inodeInfo struct {
 	orphan  bool
 	entries []dirEntry // directories whose index checked out
 	indexOK bool
+	// rep is what repair needs besides; nil when only checking.
+	rep *inodeRepair
 }
 
 type dirEntry struct {
@@ -67,6 +70,8 @@ type agInodes struct {
 	// read (a damaged table block or directory index), so missing names
 	// and links prove nothing.
 	incomplete bool
+	// When repairing: the AG's inode table as found (tables.go).
+	table *agTable
 }
 
 func (a *agInodes) fail(format string, args ...any) {
@@ -82,6 +87,10 @@ type inodeChecker struct {
 	ag   uint32
 	tx   *wal.Tx
 	res  *agInodes
+	// collect: gather what repair needs (inodeRepair, agTable), reading
+	// raw blocks from dev, the device under the log.
+	collect bool
+	dev     disk.Device
 }
 
 func fileType(mode uint32) uint32 { return mode & syscall.S_IFMT }
@@ -101,9 +110,10 @@ func validType(mode uint32) bool {
 
 const maxSymlink = 4095 // FORMAT.md §12.4
 
-// checkInodes runs the inode phase on AG ag.
-func checkInodes(log *wal.Log, sb *layout.Superblock, ag uint32) *agInodes {
-	c := &inodeChecker{sb: sb, g: &sb.Geometry, seed: sb.Seed(), bs: int(sb.BlockSize), ag: ag,
+// checkInodes runs the inode phase on AG ag; with collect it also gathers
+// what repair needs.
+func checkInodes(log *wal.Log, dev disk.Device, sb *layout.Superblock, ag uint32, collect bool) *agInodes {
+	c := &inodeChecker{dev: dev, sb: sb, g: &sb.Geometry, seed: sb.Seed(), bs: int(sb.BlockSize), ag: ag, collect: collect,
 		res: &agInodes{inodes: map[uint64]*inodeInfo{}, badTable: map[uint32]bool{}}}
 	c.tx = log.Begin()
 	defer c.tx.Abort()
@@ -119,21 +129,34 @@ func (c *inodeChecker) run() {
 	g, res := c.g, c.res
 	hblk := g.AGHeaderBlock(c.ag)
 	b, err := c.tx.Read(hblk, c.verifier(layout.MagicAGHeader))
+	var h *layout.AGHeader
+	if err == nil {
+		h, err = layout.DecodeAGHeader(b, g, c.seed, c.ag)
+	}
 	if err != nil {
 		res.incomplete = true // reported by the AG phase
-		return
+		if !c.collect {
+			return
+		}
+		// Repair still wants the inodes: take the marks from what the
+		// table holds, and no bitmap (its extent is unknown).
+		h = &layout.AGHeader{AG: c.ag}
+	} else {
+		res.headerOK, res.tableInit = true, h.InodeTableInit
 	}
-	h, err := layout.DecodeAGHeader(b, g, c.seed, c.ag)
-	if err != nil {
-		res.incomplete = true
-		return
+	tableInit := h.InodeTableInit
+	if c.collect {
+		res.table = c.readTable(h, res.headerOK)
+		tableInit = res.table.init
 	}
-	res.headerOK, res.tableInit = true, h.InodeTableInit
 
 	// The inode bitmap's initialised blocks; nil for one that does not
 	// verify (reported by the AG phase), whose bits are then unknown.
 	bpb := g.BitsPerBitmapBlock()
 	bitmap := make([][]byte, min(h.InodeBitmapInit, g.InodeBitmapBlocks))
+	if !res.headerOK {
+		bitmap = nil
+	}
 	for i := range bitmap {
 		if b, err := c.tx.Read(g.InodeBitmapStart(c.ag)+uint64(i), c.verifier(layout.MagicInodeBitmap)); err == nil {
 			bitmap[i] = b
@@ -144,7 +167,7 @@ func (c *inodeChecker) run() {
 		if k >= uint64(len(bitmap)) {
 			return false, k >= uint64(h.InodeBitmapInit) // never written: free
 		}
-		if bitmap[k] == nil {
+		if !res.headerOK || bitmap[k] == nil {
 			return false, false
 		}
 		i := uint64(idx) % bpb
@@ -154,13 +177,21 @@ func (c *inodeChecker) run() {
 	orphans := c.orphanList(hblk, h)
 
 	ipb := g.InodesPerBlock()
-	for j := range h.InodeTableInit {
+	for j := range tableInit {
 		blk := g.InodeTableStart(c.ag) + uint64(j)
 		b, err := c.tx.Read(blk, c.verifier(layout.MagicInodeTable))
-		if err != nil {
+		lsn := uint64(0)
+		if err == nil {
+			lsn = layout.ReadHeader(b).LSN
+		} else {
 			res.badTable[j] = true // reported by the AG phase
 			res.incomplete = true
-			continue
+			if !c.collect {
+				continue
+			}
+			// Repair salvages the slots one by one (tables.go): the
+			// checks below decide which can be kept.
+			b = res.table.blocks[j]
 		}
 		for k := range ipb {
 			idx := j*ipb + k
@@ -181,7 +212,7 @@ func (c *inodeChecker) run() {
 			if known && !set {
 				res.fail("inode %d (table block %d): slot in use (mode %#o), but free in the inode bitmap", ino, blk, mode)
 			}
-			c.inode(ino, blk, slot, orphans[ino])
+			c.inode(ino, blk, lsn, slot, orphans[ino])
 		}
 	}
 }
@@ -225,8 +256,9 @@ func (c *inodeChecker) orphanList(hblk uint64, h *layout.AGHeader) map[uint64]bo
 	return on
 }
 
-// inode checks one used slot.
-func (c *inodeChecker) inode(ino, tblk uint64, slot []byte, orphan bool) {
+// inode checks one used slot; lsn is its table block's (0 when the block
+// did not verify and the slot is being salvaged).
+func (c *inodeChecker) inode(ino, tblk, lsn uint64, slot []byte, orphan bool) {
 	res := c.res
 	var d layout.Inode
 	derr := d.Decode(slot)
@@ -236,15 +268,28 @@ func (c *inodeChecker) inode(ino, tblk uint64, slot []byte, orphan bool) {
 	if orphan {
 		res.stats.Orphans++
 	}
+	var rp *inodeRepair
+	if c.collect {
+		rp = &inodeRepair{slot: d, lsn: lsn}
+		info.rep = rp
+	}
 	at := fmt.Sprintf("inode %d (table block %d)", ino, tblk)
 	bad := func(format string, args ...any) { res.fail("%s: "+format, append([]any{at}, args...)...) }
+	// unusable reports what makes the inode impossible to keep: repair
+	// clears it.
+	unusable := func(format string, args ...any) {
+		bad(format, args...)
+		if rp != nil && rp.clear == "" {
+			rp.clear = fmt.Sprintf(format, args...)
+		}
+	}
 	if derr != nil {
-		bad("%v", derr)
+		unusable("%v", derr)
 		res.incomplete = isDir(d.Mode) || res.incomplete
 		return
 	}
 	if !validType(d.Mode) {
-		bad("mode %#o has no valid file type", d.Mode)
+		unusable("mode %#o has no valid file type", d.Mode)
 		res.incomplete = true // it may have been a directory, with entries
 		return
 	}
@@ -260,7 +305,7 @@ func (c *inodeChecker) inode(ino, tblk uint64, slot []byte, orphan bool) {
 	fmtOK := true
 	want := func(cond bool, format string, args ...any) {
 		if !cond {
-			bad(format, args...)
+			unusable(format, args...)
 			fmtOK = false
 		}
 	}
@@ -274,6 +319,12 @@ func (c *inodeChecker) inode(ino, tblk uint64, slot []byte, orphan bool) {
 	case syscall.S_IFREG:
 		res.stats.Files++
 		want(d.DataFormat != layout.DataInline, "regular file with data format 1 (inline)")
+		if d.Size > layout.MaxFileBytes {
+			bad("size %d, past the largest file (2^62 bytes)", d.Size)
+			if rp != nil {
+				rp.badSize = true
+			}
+		}
 	case syscall.S_IFLNK:
 		res.stats.Symlinks++
 		want(d.Size >= 1 && d.Size <= maxSymlink, "symlink of %d bytes, want 1 to %d", d.Size, maxSymlink)
@@ -306,7 +357,7 @@ func (c *inodeChecker) inode(ino, tblk uint64, slot []byte, orphan bool) {
 		dataEnd = layout.DirForkBytes
 	}
 	if d.ForkOffset != 0 && dataEnd > int(d.ForkOffset) {
-		bad("data fork (%d bytes, data format %d, fork count %d) runs past the fork offset %d",
+		unusable("data fork (%d bytes, data format %d, fork count %d) runs past the fork offset %d",
 			dataEnd, d.DataFormat, d.ForkCount, d.ForkOffset)
 		fmtOK = false
 	}
@@ -322,15 +373,24 @@ func (c *inodeChecker) inode(ino, tblk uint64, slot []byte, orphan bool) {
 		n, ok := c.directory(ino, &d, info)
 		owned += n
 		countable = countable && ok
+		if rp != nil {
+			c.collectIndex(ino, &d, info, ok)
+		}
 	case ft == syscall.S_IFREG || ft == syscall.S_IFLNK && d.DataFormat != layout.DataInline:
 		n, ok := c.extents(ino, &d)
 		owned += n
 		countable = countable && ok
+		if rp != nil {
+			c.collectData(ino, &d, rp, ok)
+		}
 	}
 	if d.XattrBlock != 0 || d.ForkOffset != 0 {
 		n, ok := c.xattrs(ino, &d)
 		owned += n
 		countable = countable && ok
+		if rp != nil {
+			c.collectXattrs(ino, &d, rp, ok)
+		}
 	}
 	if countable && owned != d.Blocks {
 		bad("counts %d blocks, but owns %d (data and tree nodes)", d.Blocks, owned)

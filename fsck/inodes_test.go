@@ -233,6 +233,7 @@ func expectNamed(t *testing.T, img []byte, words ...string) {
 		}
 		if all {
 			t.Logf("%s", s)
+			expectRepaired(t, img)
 			return
 		}
 	}

@@ -85,10 +85,109 @@ func TestExitCodes(t *testing.T) {
 	if out, code := runBin(t, fsckBin, other); code != 8 || !strings.Contains(out, "superblock") {
 		t.Fatalf("not agfs: exit %d, %q", code, out)
 	}
-	if out, code := runBin(t, fsckBin, "-y", img); code != 16 {
+	if out, code := runBin(t, fsckBin, "--bogus", img); code != 16 {
 		t.Fatalf("unknown flag: exit %d, %q", code, out)
 	}
 	if out, code := runBin(t, fsckBin); code != 16 {
 		t.Fatalf("no device: exit %d, %q", code, out)
+	}
+}
+
+// TestRepairModes damages an image's AG header counter (a safe fix) and
+// then an inode-table block (an unsafe one) and runs -p, -y and -n.
+func TestRepairModes(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "x.img")
+	if out, code := runBin(t, mkfsBin, "-q", "-s", "64M", img); code != 0 {
+		t.Fatalf("mkfs: %s", out)
+	}
+	poke := func(off int64, b []byte) {
+		t.Helper()
+		f, err := os.OpenFile(img, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const agBlocks, bs = 4096, 4096 // a 64 MiB image has 4 AGs of 16 MiB
+
+	// The header of AG 2 fails its checksum: rebuilt from the bitmaps,
+	// which -p may do.
+	poke((2*agBlocks+1)*bs+100, []byte{0xff})
+	if out, code := runBin(t, fsckBin, "-p", "-C", "0", img); code != 1 ||
+		!strings.Contains(out, "fixed: ag 2: header") || !strings.Contains(out, "phase 5/6") {
+		t.Fatalf("-p on a bad header: exit %d, %q", code, out)
+	}
+	if out, code := runBin(t, fsckBin, "-n", img); code != 0 {
+		t.Fatalf("-n after -p: exit %d, %q", code, out)
+	}
+
+	// Random bytes over AG 1's first inode-table block, which holds
+	// lost+found: -p refuses and writes nothing, -y repairs.
+	itable := int64(agBlocks + 2 + 1 + 1) // super, header, one bitmap block each
+	junk := make([]byte, bs)
+	for i := range junk {
+		junk[i] = byte(i*31 + 7)
+	}
+	poke(itable*bs, junk)
+	before, err := os.ReadFile(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runBin(t, fsckBin, "-p", img); code != 4 || !strings.Contains(out, "run fsck.agfs -y") {
+		t.Fatalf("-p on a bad inode table: exit %d, %q", code, out)
+	}
+	if after, _ := os.ReadFile(img); string(after) != string(before) {
+		t.Fatal("-p refused but wrote")
+	}
+	out, code := runBin(t, fsckBin, "-y", "--json", img)
+	var rep struct {
+		ExitCode int `json:"exit_code"`
+		Fixes    []struct {
+			AG      int    `json:"ag"`
+			Message string `json:"message"`
+			Safe    bool   `json:"safe"`
+		} `json:"fixes"`
+		Remaining []any `json:"remaining"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 1 || rep.ExitCode != 1 || len(rep.Fixes) == 0 || len(rep.Remaining) != 0 {
+		t.Fatalf("-y --json: exit %d, %v, %q", code, err, out)
+	}
+	if out, code := runBin(t, fsckBin, "-n", img); code != 0 {
+		t.Fatalf("-n after -y: exit %d, %q", code, out)
+	}
+	if out, code := runBin(t, fsckBin, "-n", "-y", img); code != 16 {
+		t.Fatalf("-n -y: exit %d, %q", code, out)
+	}
+}
+
+func TestMountedAt(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "a b.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.img")
+	if err := os.Symlink(img, link); err != nil {
+		t.Fatal(err)
+	}
+	esc := strings.ReplaceAll(img, " ", `\040`)
+	info := filepath.Join(dir, "mountinfo")
+	if err := os.WriteFile(info, []byte(
+		"22 1 0:21 / /proc rw,nosuid - proc proc rw\n"+
+			"90 1 0:50 / /mnt/x\\040y rw,nosuid - fuse.agfs "+esc+" rw,user_id=0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{img, link} {
+		at, err := mountedAt(info, path)
+		if err != nil || at != "/mnt/x y" {
+			t.Fatalf("%s: mounted at %q, %v", path, at, err)
+		}
+	}
+	other := filepath.Join(dir, "other.img")
+	if at, err := mountedAt(info, other); err != nil || at != "" {
+		t.Fatalf("unmounted image: %q, %v", at, err)
 	}
 }
