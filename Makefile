@@ -8,7 +8,7 @@ FUZZTIME ?= 30s
 PREFIX   ?= /usr/local
 SBINDIR  ?= /sbin
 
-.PHONY: all build test unit lint fstests fuzz bench clean install
+.PHONY: all build test unit lint fstests fuzz campaign bench clean install
 
 all: build
 
@@ -41,6 +41,11 @@ unit: build
 # scripts/fuzz for how it tells a failing input from Go 1.26's fuzztime race.
 fuzz:
 	GO=$(GO) scripts/fuzz $(FUZZTIME)
+
+# The crash campaign (fs) and the corruption campaign (fsck) at full size;
+# make test runs them reduced.
+campaign:
+	AGFS_CAMPAIGN=full $(GO) test -count=1 -timeout 60m -v -run 'TestCrashCampaign|TestCorruptionCampaign' ./fs ./fsck
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./bitmap ./ag ./wal
