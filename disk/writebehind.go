@@ -23,8 +23,9 @@ import (
 //     ordered data) flushes before its metadata write, so a failed data
 //     write stops the metadata that would have exposed the block.
 //
-// At most maxBytes of asynchronous writes are in flight; WriteAsync waits
-// for room beyond that.
+// At most maxBytes of asynchronous writes, and maxWrites writes, are in
+// flight; WriteAsync waits for room beyond that. (The count bound keeps
+// the overlap scans short and the goroutines few.)
 type WriteBehind struct {
 	Device
 	maxBytes int64
@@ -44,6 +45,9 @@ const pageSize = 4096
 // writeBehindMax is the largest write WriteAsync copies; a larger one is
 // written synchronously (its copy would cost about what it saves).
 const writeBehindMax = 4 << 20
+
+// maxWrites bounds the writes in flight.
+const maxWrites = 256
 
 // NewWriteBehind wraps d, allowing maxBytes of writes in flight.
 func NewWriteBehind(d Device, maxBytes int64) *WriteBehind {
@@ -68,7 +72,10 @@ func (w *WriteBehind) begin(off int64, n int, async bool) (uint64, error) {
 	end := off + int64(n)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for w.err == nil && (w.overlaps(off, end) || async && w.bytes > 0 && w.bytes+int64(n) > w.maxBytes) {
+	full := func() bool {
+		return len(w.inflight) >= maxWrites || w.bytes > 0 && w.bytes+int64(n) > w.maxBytes
+	}
+	for w.err == nil && (w.overlaps(off, end) || async && full()) {
 		w.done.Wait()
 	}
 	if w.err != nil {
