@@ -251,10 +251,18 @@ func busyWorker(f *fs.FS, w, ops int, enough func() bool, dirA, dirB uint64) err
 		}
 		return "", nil
 	}
+	// The run lasts until the scanner has made its passes, however long
+	// that takes: the working set is bounded (files, and their size, by
+	// where writes may start) so that the 96 MiB filesystem never fills.
+	const maxFiles, maxWriteOff = 24, 200 << 10
 	for i := 0; i < ops || !enough(); i++ {
 		name, fl := pick()
 		var err error
-		switch r := rng.IntN(10); {
+		r := rng.IntN(10)
+		if r < 3 && len(files) >= maxFiles {
+			r = 7 // unlink instead of create
+		}
+		switch {
 		case r < 3 || fl == nil:
 			nm := fmt.Sprintf("f%d", i)
 			d := dirs[rng.IntN(2)]
@@ -267,7 +275,7 @@ func busyWorker(f *fs.FS, w, ops int, enough func() bool, dirA, dirB uint64) err
 			}
 		case r < 5:
 			data := pattern(1+rng.IntN(30000), byte(i))
-			off := rng.IntN(len(fl.data) + 1)
+			off := rng.IntN(min(len(fl.data), maxWriteOff) + 1)
 			if _, err = f.Write(fl.ino, data, int64(off)); err == nil {
 				if end := off + len(data); end > len(fl.data) {
 					fl.data = append(fl.data, make([]byte, end-len(fl.data))...)
