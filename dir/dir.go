@@ -130,6 +130,15 @@ type probeResult struct {
 	free  uint64 // not found: the free position that ended the walk
 }
 
+// existing probes for name, which must be in the directory (ENOENT).
+func (d *Dir) existing(name string) (probeResult, error) {
+	r, err := d.probe(name)
+	if err == nil && !r.found {
+		err = syscall.ENOENT
+	}
+	return r, err
+}
+
 // probe walks the run from name's home until it finds the name or a free
 // position.
 func (d *Dir) probe(name string) (probeResult, error) {
@@ -193,12 +202,9 @@ func (d *Dir) Lookup(name string) (ino uint64, typ uint8, err error) {
 	if err := d.checkName(name); err != nil {
 		return 0, 0, err
 	}
-	r, err := d.probe(name)
+	r, err := d.existing(name)
 	if err != nil {
 		return 0, 0, err
-	}
-	if !r.found {
-		return 0, 0, syscall.ENOENT
 	}
 	return r.ino, r.typ, nil
 }
@@ -246,12 +252,9 @@ func (d *Dir) Replace(name string, ino uint64, typ uint8) (oldIno uint64, oldTyp
 	if err := d.checkEntry(name, ino, typ); err != nil {
 		return 0, 0, err
 	}
-	r, err := d.probe(name)
+	r, err := d.existing(name)
 	if err != nil {
 		return 0, 0, err
-	}
-	if !r.found {
-		return 0, 0, syscall.ENOENT
 	}
 	if err := d.t.Put(encodeKey(r.pos, name), encodeVal(ino, typ)); err != nil {
 		return 0, 0, d.wrap(err)
@@ -265,12 +268,9 @@ func (d *Dir) Remove(name string) (ino uint64, typ uint8, err error) {
 	if err := d.checkName(name); err != nil {
 		return 0, 0, err
 	}
-	r, err := d.probe(name)
+	r, err := d.existing(name)
 	if err != nil {
 		return 0, 0, err
-	}
-	if !r.found {
-		return 0, 0, syscall.ENOENT
 	}
 	prevTomb, nextUsed, err := d.neighbours(r.pos)
 	if err != nil {
