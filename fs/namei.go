@@ -380,34 +380,7 @@ func (f *FS) Unlink(dirIno uint64, name string) error {
 	if name == "." || name == ".." {
 		return syscall.EISDIR
 	}
-	p, err := f.get(dirIno)
-	if err != nil {
-		return errno(err)
-	}
-	defer f.put(p)
-	c, _, unlock, err := f.lockEntry(p, name)
-	if err != nil {
-		return errno(err)
-	}
-	defer f.put(c)
-	defer unlock()
-	if isDir(c.d.Mode) {
-		return syscall.EISDIR
-	}
-	_, err = f.run(func(o *op) error {
-		d, err := o.openDir(p)
-		if err != nil {
-			return err
-		}
-		if _, _, err := d.Remove(name); err != nil {
-			return err
-		}
-		pw := o.w(p)
-		pw.Mtime, pw.Ctime = o.now, o.now
-		o.dropLink(c)
-		return nil
-	})
-	return errno(err)
+	return f.removeEntry(dirIno, name, false)
 }
 
 // dropLink takes one link from c (all of a directory's); the last one puts
@@ -433,6 +406,13 @@ func (f *FS) Rmdir(dirIno uint64, name string) error {
 	case "..":
 		return syscall.ENOTEMPTY
 	}
+	return f.removeEntry(dirIno, name, true)
+}
+
+// removeEntry removes name from directory dirIno and takes the link it
+// held: of a non-directory for Unlink, of an empty directory for Rmdir
+// (whose ".." link to the parent goes with it).
+func (f *FS) removeEntry(dirIno uint64, name string, rmdir bool) error {
 	p, err := f.get(dirIno)
 	if err != nil {
 		return errno(err)
@@ -444,21 +424,25 @@ func (f *FS) Rmdir(dirIno uint64, name string) error {
 	}
 	defer f.put(c)
 	defer unlock()
-	if !isDir(c.d.Mode) {
+	switch {
+	case !rmdir && isDir(c.d.Mode):
+		return syscall.EISDIR
+	case rmdir && !isDir(c.d.Mode):
 		return syscall.ENOTDIR
-	}
-	if c.ino == layout.RootIno {
+	case rmdir && c.ino == layout.RootIno:
 		return syscall.EBUSY
 	}
 	_, err = f.run(func(o *op) error {
-		cd, err := o.openDir(c)
-		if err != nil {
-			return err
-		}
-		if empty, err := cd.Empty(); err != nil {
-			return err
-		} else if !empty {
-			return syscall.ENOTEMPTY
+		if rmdir {
+			cd, err := o.openDir(c)
+			if err != nil {
+				return err
+			}
+			if empty, err := cd.Empty(); err != nil {
+				return err
+			} else if !empty {
+				return syscall.ENOTEMPTY
+			}
 		}
 		d, err := o.openDir(p)
 		if err != nil {
@@ -469,7 +453,9 @@ func (f *FS) Rmdir(dirIno uint64, name string) error {
 		}
 		pw := o.w(p)
 		pw.Mtime, pw.Ctime = o.now, o.now
-		pw.Nlink--
+		if rmdir {
+			pw.Nlink--
+		}
 		o.dropLink(c)
 		return nil
 	})
