@@ -179,6 +179,10 @@ func (f *FS) Write(ino uint64, src []byte, off int64) (int, error) {
 		}
 		if o.empty {
 			n.dataDirty.Store(true)
+		} else if !o.flush {
+			// Overwritten in place: an fsync, if one comes, finds the
+			// commit already written and pays for the flush alone.
+			f.log.WriteEarly()
 		}
 		done += k
 	}

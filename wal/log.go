@@ -95,6 +95,11 @@ type Log struct {
 	durable uint64 // LSN of the last commit known durable
 	want    uint64 // highest LSN a waiter asked for
 
+	// early: someone expects to wait soon (WriteEarly); the flusher writes
+	// the head block without waiting for a waiter, so that the wait that
+	// follows pays for the flush alone.
+	early atomic.Bool
+
 	failed atomic.Pointer[error] // sticky I/O error
 
 	// flusher-only state
@@ -253,7 +258,7 @@ func (l *Log) flusher() {
 			l.dmu.Lock()
 			need := l.want > l.durable
 			l.dmu.Unlock()
-			did, err := l.flushRound(need)
+			did, err := l.flushRound(need, l.early.Swap(false))
 			if err != nil {
 				l.fail(err)
 				break
@@ -265,10 +270,10 @@ func (l *Log) flusher() {
 	}
 }
 
-// flushRound writes the staged log: every full block and, when sync, the
-// partial head block followed by a device flush (durable). It reports whether it did
-// anything.
-func (l *Log) flushRound(durable bool) (bool, error) {
+// flushRound writes the staged log: every full block and, when durable or
+// early, the partial head block; when durable, a device flush follows. It
+// reports whether it did anything.
+func (l *Log) flushRound(durable, early bool) (bool, error) {
 	bs := l.g.bs
 	l.mu.Lock()
 	end, endCommit := l.head, l.lastCommit.Load()
@@ -283,7 +288,7 @@ func (l *Log) flushRound(durable bool) (bool, error) {
 		st.base = hb
 	}
 	var head []byte
-	if durable && end%bs > sectorHdr && end != l.headWritten && len(st.blocks) > 0 {
+	if (durable || early) && end%bs > sectorHdr && end != l.headWritten && len(st.blocks) > 0 {
 		if cap(l.wbuf) < int(bs) {
 			l.wbuf = make([]byte, bs)
 		}
@@ -292,7 +297,7 @@ func (l *Log) flushRound(durable bool) (bool, error) {
 	}
 	l.mu.Unlock()
 
-	if !durable && len(full) == 0 {
+	if !durable && len(full) == 0 && head == nil {
 		return false, nil
 	}
 	// Seal the sectors. Full blocks are no longer shared with appenders.
@@ -423,6 +428,19 @@ func (l *Log) Wait(lsn LSN) error {
 type waiter struct {
 	lsn uint64
 	ch  chan struct{}
+}
+
+// WriteEarly starts writing what is committed to the log without waiting
+// for it or flushing the device: a caller that expects a Wait soon (file
+// data overwritten in place, which fsync usually follows) calls it after
+// committing, so the Wait finds the log written and pays for the flush
+// alone. It is only a hint; durability still comes from Wait.
+func (l *Log) WriteEarly() {
+	if l.ro {
+		return
+	}
+	l.early.Store(true)
+	kick(l.flushKick)
 }
 
 // Sync makes everything committed so far durable.

@@ -104,7 +104,7 @@ func TestEpochAfterRecovery(t *testing.T) {
 	if _, err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.flushRound(false); err != nil { // B's full blocks, not its commit
+	if _, err := l.flushRound(false, false); err != nil { // B's full blocks, not its commit
 		t.Fatal(err)
 	}
 	crash(l)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"agfs/disk"
 	"agfs/layout"
@@ -632,5 +633,53 @@ func TestIOErrors(t *testing.T) {
 				t.Fatal("close after failure succeeded")
 			}
 		})
+	}
+}
+
+// TestWriteEarly checks that WriteEarly writes the committed log without a
+// flush, and that the Wait after it flushes without writing again.
+func TestWriteEarly(t *testing.T) {
+	e := newEnv(t, 4096, 64, 32, 16)
+	e.mkfs(1)
+	l := e.open(Options{})
+	defer l.Close()
+	tx := l.Begin()
+	if err := tx.Write(1, 100, []byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	lsn, err := tx.Commit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := l.Stats()
+	l.WriteEarly()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Stats().LogWrites == before.LogWrites {
+		if time.Now().After(deadline) {
+			t.Fatal("WriteEarly wrote nothing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	st := l.Stats()
+	if st.Flushes != before.Flushes || st.Durable >= lsn {
+		t.Fatalf("WriteEarly flushed: %d flushes (was %d), durable %d (commit %d)", st.Flushes, before.Flushes, st.Durable, lsn)
+	}
+	// The commit is on the device already: recovering a copy finds it.
+	img := disk.NewMem(e.dev.Size())
+	if _, err := img.WriteAt(devBytes(t, e.dev), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Recover(img, e.r, e.seed); err != nil {
+		t.Fatal(err)
+	}
+	h := make([]byte, 4096)
+	if _, err := img.ReadAt(h, 4096); err != nil || string(h[100:105]) != "early" {
+		t.Fatalf("recovered home block: %q %v", h[100:105], err)
+	}
+	if err := l.Wait(lsn); err != nil {
+		t.Fatal(err)
+	}
+	if after := l.Stats(); after.LogWrites != st.LogWrites || after.Flushes != st.Flushes+1 {
+		t.Fatalf("Wait after WriteEarly: %d log writes (was %d), %d flushes (was %d)", after.LogWrites, st.LogWrites, after.Flushes, st.Flushes)
 	}
 }
