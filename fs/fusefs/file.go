@@ -76,11 +76,15 @@ func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 	return uint32(n), fuse.OK
 }
 
-// FLUSH (sent at every close(2)) is left to the default ENOSYS: the
-// kernel then stops sending it, saving a round trip per close. There is
-// nothing to do anyway: writes reach agfs as they happen, and with the
-// writeback cache the kernel writes its dirty pages (and close(2) reports
-// their errors) before it would send FLUSH. Durability is fsync's business.
+// Flush (FLUSH is sent at every close(2)) answers ENOSYS, so the kernel
+// stops sending it, saving a round trip per close. (go-fuse's default
+// answers OK, which keeps it coming.) There is nothing to do: writes reach
+// agfs as they happen, with the writeback cache the kernel writes its
+// dirty pages (and close(2) reports their errors) before it would send
+// FLUSH, POSIX locks are the kernel's own (agfs does not take GETLK and
+// SETLK, so no lock waits for FLUSH to be released), and durability is
+// fsync's business.
+func (f *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status { return fuse.ENOSYS }
 
 // fsyncFdatasync is FUSE_FSYNC_FDATASYNC: only the data and the metadata
 // needed to read it back must be durable.
