@@ -135,7 +135,8 @@ func (f *FS) devRead(p []byte, off int64) error {
 	return nil
 }
 
-// Write writes src to regular file ino at off.
+// Write writes src to regular file ino at off. It leaves setuid, setgid
+// and file capabilities alone: see ClearPrivileges.
 func (f *FS) Write(ino uint64, src []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, syscall.EINVAL
@@ -168,7 +169,6 @@ func (f *FS) Write(ino uint64, src []byte, off int64) (int, error) {
 				return err
 			}
 			w.Mtime, w.Ctime = o.now, o.now
-			killPriv(w)
 			return nil
 		})
 		if err != nil {
@@ -200,6 +200,44 @@ func killPriv(w *layout.Inode) {
 	if w.Mode&syscall.S_IXGRP != 0 {
 		w.Mode &^= syscall.S_ISGID
 	}
+}
+
+// privileged reports whether killPriv would change mode.
+func privileged(mode uint32) bool {
+	return !isDir(mode) && (mode&syscall.S_ISUID != 0 || mode&(syscall.S_ISGID|syscall.S_IXGRP) == syscall.S_ISGID|syscall.S_IXGRP)
+}
+
+// ClearPrivileges does to file ino what Linux does before a write,
+// fallocate or copy_file_range changes its data: the file capabilities
+// (the security.capability attribute) go, and when kill (the caller lacks
+// CAP_FSETID) setuid goes too, and setgid when group-execute is set.
+// Write, Fallocate and CopyFileRange leave this to their caller, which
+// knows the caller's privileges (over FUSE, the kernel says). Nothing is
+// logged when there is nothing to clear, the common case; changed
+// reports whether anything was.
+func (f *FS) ClearPrivileges(ino uint64, kill bool) (changed bool, err error) {
+	n, err := f.get(ino)
+	if err != nil {
+		return false, errno(err)
+	}
+	defer f.put(n)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !(kill && privileged(n.d.Mode)) && !f.hasCaps(n) {
+		return false, nil
+	}
+	_, err = f.run(func(o *op) error {
+		w := o.w(n)
+		if kill {
+			killPriv(w)
+		}
+		if err := o.dropCaps(n, w); err != nil {
+			return err
+		}
+		w.Ctime = o.now
+		return nil
+	})
+	return err == nil, errno(err)
 }
 
 // segment kinds of a write
@@ -428,14 +466,14 @@ func (o *op) truncate(n *inode, w *layout.Inode, size uint64, limit int) (more b
 
 // setSize truncates n (locked) to size in as many transactions as it
 // takes; the first sets the size (and times).
-func (f *FS) setSize(n *inode, size uint64, first func(o *op, w *layout.Inode)) error {
+func (f *FS) setSize(n *inode, size uint64, first func(o *op, w *layout.Inode) error) error {
 	more := false
 	_, err := f.run(func(o *op) error {
 		w := o.w(n)
 		var err error
 		more, err = o.truncate(n, w, size, freeBatch)
 		if err == nil && first != nil {
-			first(o, w)
+			err = first(o, w)
 		}
 		return err
 	})

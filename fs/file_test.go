@@ -152,31 +152,88 @@ func TestManyExtentsTruncateInBatches(t *testing.T) {
 	}
 }
 
-func TestWriteClearsSetuid(t *testing.T) {
+// TestClearPrivileges checks what a change of data or owner takes away,
+// as Linux does: file capabilities always; setuid, and setgid with
+// group-execute, for a caller without CAP_FSETID and on every chown.
+func TestClearPrivileges(t *testing.T) {
 	e := newEnv(t, 64<<20, layoutDefault)
 	f := e.mknod(root, "f")
-	set := func(mode uint32) {
+	const caps = "security.capability"
+	set := func(mode uint32, withCaps bool) {
+		t.Helper()
 		if _, err := e.f.SetAttr(f, fs.SetAttr{Valid: fs.SetMode, Mode: mode}); err != nil {
 			t.Fatal(err)
 		}
+		if withCaps {
+			if err := e.f.SetXattr(f, caps, []byte("caps"), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	set(06755)
-	e.write(f, []byte("x"), 0)
-	if m := e.attr(f).Mode & 07777; m != 0755 {
-		t.Fatalf("mode %o", m)
+	check := func(what string, mode uint32, withCaps bool) {
+		t.Helper()
+		if m := e.attr(f).Mode & 07777; m != mode {
+			t.Errorf("%s: mode %o, want %o", what, m, mode)
+		}
+		_, err := e.f.GetXattr(f, caps, nil)
+		if has := err == nil; has != withCaps {
+			t.Errorf("%s: has capabilities %v, want %v (%v)", what, has, withCaps, err)
+		}
+		if _, err := e.f.GetXattr(f, "user.keep", nil); err != nil {
+			t.Errorf("%s: user.keep: %v", what, err)
+		}
 	}
-	set(06745) // setgid without group exec: kept
-	e.write(f, []byte("x"), 0)
-	if m := e.attr(f).Mode & 07777; m != 02745 {
-		t.Fatalf("mode %o", m)
+	clearPriv := func(kill, wantChanged bool) {
+		t.Helper()
+		changed, err := e.f.ClearPrivileges(f, kill)
+		if err != nil || changed != wantChanged {
+			t.Fatalf("ClearPrivileges(kill=%v): changed %v, %v; want changed %v", kill, changed, err, wantChanged)
+		}
 	}
-	set(06755)
+	if err := e.f.SetXattr(f, "user.keep", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	set(06755, false)
+	e.write(f, []byte("x"), 0) // Write itself leaves them
+	check("write", 06755, false)
+	clearPriv(false, false) // privileged caller, nothing to clear: no transaction
+	check("privileged, no caps", 06755, false)
+	set(06755, true)
+	clearPriv(false, true)
+	check("privileged", 06755, false)
+	set(06755, true)
+	clearPriv(true, true)
+	check("unprivileged", 0755, false)
+	clearPriv(true, false)
+	set(06745, false) // setgid without group exec: mandatory locking, kept
+	clearPriv(true, true)
+	check("unprivileged, setgid without group exec", 02745, false)
+
+	set(06755, true)
+	if _, err := e.f.SetAttr(f, fs.SetAttr{Valid: fs.SetSize, Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	check("truncate by a privileged caller", 06755, false)
+	set(06755, true)
+	if _, err := e.f.SetAttr(f, fs.SetAttr{Valid: fs.SetSize | fs.SetKillPriv, Size: 0}); err != nil {
+		t.Fatal(err)
+	}
+	check("truncate by an unprivileged caller", 0755, false)
+	set(06755, true)
 	if _, err := e.f.SetAttr(f, fs.SetAttr{Valid: fs.SetUID, UID: 5}); err != nil {
 		t.Fatal(err)
 	}
-	if a := e.attr(f); a.Mode&07777 != 0755 || a.UID != 5 {
-		t.Fatalf("after chown %+v", a)
+	check("chown", 0755, false)
+	if a := e.attr(f); a.UID != 5 {
+		t.Errorf("chown: uid %d", a.UID)
 	}
+	set(06755, true)
+	if _, err := e.f.SetAttr(f, fs.SetAttr{Valid: fs.SetMode, Mode: 06775}); err != nil {
+		t.Fatal(err)
+	}
+	check("chmod", 06775, true)
+
 	d := e.mkdir(root, "d")
 	if _, err := e.f.SetAttr(d, fs.SetAttr{Valid: fs.SetMode, Mode: 02755}); err != nil {
 		t.Fatal(err)

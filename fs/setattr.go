@@ -17,6 +17,9 @@ const (
 	SetAtimeNow = 1 << 7
 	SetMtimeNow = 1 << 8
 	SetCtime    = 1 << 10
+	// SetKillPriv with SetSize: the caller lacks CAP_FSETID, so the
+	// truncate clears setuid, and setgid when group-execute is set.
+	SetKillPriv = 1 << 11
 )
 
 // SetAttr changes the attributes whose Valid bit is set.
@@ -30,8 +33,10 @@ type SetAttr struct {
 // SetAttr applies s to ino: chmod (the permission bits), chown (which
 // clears setuid, and setgid when group-execute is set, of a non-directory,
 // as Linux does), truncate up or down (regular files; frees the blocks
-// past the new end and updates mtime), utimens (explicit times or now).
-// Any change sets ctime (to now, or to s.Ctime with SetCtime).
+// past the new end and updates mtime; clears setuid and setgid as chown
+// does with SetKillPriv), utimens (explicit times or now). Chown and
+// truncate remove the file capabilities (security.capability). Any change
+// sets ctime (to now, or to s.Ctime with SetCtime).
 func (f *FS) SetAttr(ino uint64, s SetAttr) (Attr, error) {
 	n, err := f.get(ino)
 	if err != nil {
@@ -48,7 +53,15 @@ func (f *FS) SetAttr(ino uint64, s SetAttr) (Attr, error) {
 			return Attr{}, syscall.EFBIG
 		}
 	}
-	apply := func(o *op, w *layout.Inode) {
+	apply := func(o *op, w *layout.Inode) error {
+		if s.Valid&(SetUID|SetGID|SetSize) != 0 && !isDir(w.Mode) {
+			if err := o.dropCaps(n, w); err != nil {
+				return err
+			}
+			if s.Valid&SetMode == 0 && (s.Valid&(SetUID|SetGID) != 0 || s.Valid&SetKillPriv != 0) {
+				killPriv(w)
+			}
+		}
 		if s.Valid&SetMode != 0 {
 			w.Mode = w.Mode&syscall.S_IFMT | s.Mode&07777
 		}
@@ -58,9 +71,6 @@ func (f *FS) SetAttr(ino uint64, s SetAttr) (Attr, error) {
 			}
 			if s.Valid&SetGID != 0 {
 				w.GID = s.GID
-			}
-			if s.Valid&SetMode == 0 {
-				killPriv(w)
 			}
 		}
 		switch {
@@ -82,6 +92,7 @@ func (f *FS) SetAttr(ino uint64, s SetAttr) (Attr, error) {
 		} else {
 			w.Ctime = o.now
 		}
+		return nil
 	}
 	var res layout.Inode
 	if s.Valid&SetSize != 0 {
@@ -90,8 +101,7 @@ func (f *FS) SetAttr(ino uint64, s SetAttr) (Attr, error) {
 	} else {
 		var o *op
 		o, err = f.run(func(o *op) error {
-			apply(o, o.w(n))
-			return nil
+			return apply(o, o.w(n))
 		})
 		if err == nil {
 			res = *o.committed(n)

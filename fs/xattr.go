@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"errors"
 	"syscall"
 
 	"agfs/btree"
@@ -57,6 +58,44 @@ func (f *FS) hasXattrs(in *layout.Inode) bool {
 		inline = in.Fork[in.ForkOffset:]
 	}
 	return !xattr.Empty(inline, in.XattrBlock)
+}
+
+// capsName is the attribute holding a file's capabilities; a change to
+// the file's data or owner removes it.
+const capsName = "security.capability"
+
+// hasCaps reports whether n (locked) has file capabilities.
+func (f *FS) hasCaps(n *inode) bool {
+	if !f.hasXattrs(&n.d) {
+		return false
+	}
+	tx := f.log.Begin()
+	defer tx.Abort()
+	s, err := f.openXattr(tx, n.ino, &n.d, nil)
+	if err == nil {
+		_, err = s.Get(capsName, nil)
+	}
+	// An unreadable set is left for the change itself to report.
+	return !errors.Is(err, syscall.ENODATA)
+}
+
+// dropCaps removes the file capabilities from w, n's working copy.
+func (o *op) dropCaps(n *inode, w *layout.Inode) error {
+	if !o.f.hasXattrs(w) {
+		return nil
+	}
+	s, err := o.f.openXattr(o.tx, n.ino, w, &treeAlloc{o, w})
+	if err != nil {
+		return err
+	}
+	switch err := s.Remove(capsName); {
+	case errors.Is(err, syscall.ENODATA):
+		return nil
+	case err != nil:
+		return err
+	}
+	saveXattr(s, w)
+	return nil
 }
 
 // GetXattr copies the value of name into dst and returns its length

@@ -59,6 +59,9 @@ func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 		return 0, fuse.EIO
 	}
 	defer f.leave()
+	if err := f.clearPrivileges(in.NodeId, in.WriteFlags&fuse.WRITE_KILL_SUIDGID != 0); err != nil {
+		return 0, f.status("write", in.NodeId, err)
+	}
 	n, err := f.core.Write(in.NodeId, data, int64(in.Offset))
 	if n < len(data) && in.WriteFlags&fuse.WRITE_CACHE != 0 {
 		// The kernel does not retry the rest of a short writeback, so
@@ -86,6 +89,25 @@ func (f *FS) Write(cancel <-chan struct{}, in *fuse.WriteIn, data []byte) (uint3
 // fsync's business.
 func (f *FS) Flush(cancel <-chan struct{}, in *fuse.FlushIn) fuse.Status { return fuse.ENOSYS }
 
+// clearPrivileges is fs.ClearPrivileges before a change to ino's data.
+// The kernel does not expect the change to alter the mode, so when it did
+// the attributes it caches are dropped (a notification that leaves the
+// page cache alone); the next stat asks again.
+func (f *FS) clearPrivileges(ino uint64, kill bool) error {
+	changed, err := f.core.ClearPrivileges(ino, kill)
+	if changed && f.srv != nil {
+		f.srv.InodeNotify(ino, -1, 0)
+	}
+	return err
+}
+
+// privilegedCaller reports whether the kernel left suid/sgid of a file
+// changed by this request alone. With HANDLE_KILLPRIV_V2 (mount.go) the
+// kernel clears neither setuid/setgid nor file capabilities on
+// FALLOCATE and COPY_FILE_RANGE; unlike WRITE and SETATTR it does not
+// say whether the caller has CAP_FSETID, so root is taken to have it.
+func privilegedCaller(h *fuse.InHeader) bool { return h.Uid == 0 }
+
 // fsyncFdatasync is FUSE_FSYNC_FDATASYNC: only the data and the metadata
 // needed to read it back must be durable.
 const fsyncFdatasync = 1
@@ -110,6 +132,9 @@ func (f *FS) Fallocate(cancel <-chan struct{}, in *fuse.FallocateIn) fuse.Status
 	defer f.leave()
 	if in.Offset > math.MaxInt64 || in.Length > math.MaxInt64 {
 		return fuse.Status(syscall.EFBIG)
+	}
+	if err := f.clearPrivileges(in.NodeId, !privilegedCaller(&in.InHeader)); err != nil {
+		return f.status("fallocate", in.NodeId, err)
 	}
 	if err := f.core.Fallocate(in.NodeId, in.Mode, int64(in.Offset), int64(in.Length)); err != nil {
 		return f.status("fallocate", in.NodeId, err)
@@ -158,6 +183,9 @@ func (f *FS) CopyFileRange(cancel <-chan struct{}, in *fuse.CopyFileRangeIn) (ui
 		return 0, fuse.EINVAL
 	}
 	n := min(in.Len, maxCopy)
+	if err := f.clearPrivileges(in.NodeIdOut, !privilegedCaller(&in.InHeader)); err != nil {
+		return 0, f.status("copy_file_range", in.NodeIdOut, err)
+	}
 	done, err := f.core.CopyFileRange(in.NodeId, int64(in.OffIn), in.NodeIdOut, int64(in.OffOut), int64(n))
 	if err != nil && done == 0 {
 		return 0, f.status("copy_file_range", in.NodeId, err)

@@ -92,10 +92,15 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 		// is what automatic invalidation does at the next GETATTR after a
 		// write: read-after-write workloads then read everything again.
 		ExplicitDataCacheControl: true,
-		ExtraCapabilities:        fuse.CAP_READDIRPLUS_AUTO,
-		Debug:                    o.Debug,
-		Logger:                   o.Logger,
-		PanicHandler:             f.panicked,
+		// HANDLE_KILLPRIV_V2: agfs clears setuid, setgid and file
+		// capabilities itself when data or owner change (fs's
+		// ClearPrivileges and SetAttr), as the kernel tells it to. The
+		// kernel then stops asking for security.capability before
+		// every write, a round trip per write(2).
+		ExtraCapabilities: fuse.CAP_READDIRPLUS_AUTO | fuse.CAP_HANDLE_KILLPRIV_V2,
+		Debug:             o.Debug,
+		Logger:            o.Logger,
+		PanicHandler:      f.panicked,
 	}
 	if fo.Name == "" {
 		fo.Name = "agfs" // fusermount only; the direct mount uses Subtype

@@ -111,6 +111,9 @@ func setAttrIn(in *fuse.SetAttrIn) fs.SetAttr {
 	if v&fuse.FATTR_SIZE != 0 {
 		s.Valid |= fs.SetSize
 		s.Size = in.Size
+		if v&fuse.FATTR_KILL_SUIDGID != 0 {
+			s.Valid |= fs.SetKillPriv
+		}
 	}
 	switch {
 	case v&fuse.FATTR_ATIME_NOW != 0:
