@@ -208,6 +208,39 @@ func TestFileDirectUnalignedMemory(t *testing.T) {
 	}
 }
 
+// TestFileDirectLargeReads reads aligned buffers of sizes around the
+// piece size of preadSplit, which reads pieces in parallel, and at the end
+// of the file, where the last piece is short.
+func TestFileDirectLargeReads(t *testing.T) {
+	const size = 8 << 20
+	path := newImage(t, size)
+	f := mustOpen(t, path, Options{Direct: true})
+	if !f.Direct() {
+		t.Skip("the filesystem of the test directory does not do O_DIRECT")
+	}
+	want := pattern(size, 3)
+	if _, err := f.WriteAt(want, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{readPiece, 2*readPiece + 4096, 3 * readPiece, 4*readPiece + 512, 1 << 20, 4 << 20} {
+		for _, off := range []int64{0, 4096, size - int64(n)} {
+			got := alignedBuffer(n, 4096)
+			k, err := f.ReadAt(got, off)
+			if err != nil || k != n {
+				t.Fatalf("%d bytes at %d: read %d, %v", n, off, k, err)
+			}
+			if !bytes.Equal(got, want[off:off+int64(n)]) {
+				t.Fatalf("%d bytes at %d: read back differs", n, off)
+			}
+		}
+	}
+	got := alignedBuffer(3*readPiece, 4096)
+	k, err := f.ReadAt(got, size-readPiece)
+	if k != readPiece || !errors.Is(err, io.EOF) || !bytes.Equal(got[:k], want[size-readPiece:]) {
+		t.Fatalf("read across the end: %d, %v", k, err)
+	}
+}
+
 // TestFileReadModifyWrite pretends the host needs 4096-byte alignment, as
 // 4Kn disks and kernels without STATX_DIOALIGN do, so 512-aligned requests
 // take the read-modify-write path, and checks it against a Mem.
