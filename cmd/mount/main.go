@@ -81,10 +81,12 @@ MOUNT OPTIONS
                       contiguous
     writeback_cache, nowriteback_cache
                       let the kernel gather writes in its page cache and
-                      send them later (default nowriteback_cache). Faster,
-                      but a full filesystem then fails fsync(2) and
-                      close(2) with ENOSPC, and write(2) only on a file
-                      whose earlier writeback already failed
+                      send them later (default writeback_cache). When
+                      free space falls below what the kernel may hold
+                      dirty for the mount, files opened for writing
+                      bypass the cache, so write(2) sees ENOSPC; a file
+                      opened before that may get it from fsync(2) or
+                      close(2) instead, as on NFS
     subtype=NAME      mount with kernel type fuse.NAME
     nosubtype         mount with kernel type fuse
     scan, noscan      run the background orphan scanner (default scan):

@@ -73,6 +73,7 @@ func parseArgs(prog string, args []string) (*config, bool, error) {
 	c.mount.Flags = unix.MS_NOSUID | unix.MS_NODEV
 	c.mount.Subtype = defaultSubtype(prog)
 	c.mount.ACL = true
+	c.mount.WritebackCache = true
 	switch *fstype {
 	case "", "fuse.agfs":
 		if *fstype != "" {

@@ -29,7 +29,10 @@ func TestDefaults(t *testing.T) {
 	if !c.mount.ACL {
 		t.Error("ACLs are off by default")
 	}
-	if c.mount.Subtype != "agfs" || c.mount.ReadOnly || c.mount.AllowOther || c.mount.WritebackCache || c.foreground {
+	if !c.mount.WritebackCache {
+		t.Error("the writeback cache is off by default")
+	}
+	if c.mount.Subtype != "agfs" || c.mount.ReadOnly || c.mount.AllowOther || c.foreground {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
 	if !strings.HasPrefix(c.device, "/") || !strings.HasSuffix(c.device, "/img") || c.mount.Device != c.device {

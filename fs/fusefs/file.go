@@ -12,8 +12,25 @@ import (
 // openFlags are the FOPEN_ flags of an open file. The kernel may keep a
 // file's cached pages across opens: nothing but the kernel changes agfs
 // files, and it invalidates them itself when it sees mtime or size change.
+//
+// With the writeback cache, write(2) returns once the kernel has the
+// bytes, and a full filesystem shows only when the kernel writes them back:
+// fsync(2) and close(2) fail, which many programs ignore. So a file opened
+// for writing while the free space is less than twice what the kernel may
+// hold dirty for the mount bypasses the cache (direct I/O): its write(2)
+// reaches agfs and fails with ENOSPC itself. Its shared mappings still go
+// through the page cache (DIRECT_IO_ALLOW_MMAP, mount.go).
 func (f *FS) openFlags(flags uint32) uint32 {
+	if f.writeback && flags&syscall.O_ACCMODE != syscall.O_RDONLY && f.lowSpace() {
+		return fuse.FOPEN_KEEP_CACHE | fuse.FOPEN_DIRECT_IO
+	}
 	return fuse.FOPEN_KEEP_CACHE
+}
+
+// lowSpace reports whether less than twice dirtyMax is free.
+func (f *FS) lowSpace() bool {
+	st := f.core.StatFS()
+	return st.Bavail*uint64(st.Bsize) < 2*uint64(f.dirtyMax.Load())
 }
 
 // Open counts an open handle. O_TRUNC never arrives here: the kernel

@@ -80,6 +80,11 @@ type FS struct {
 	// where agfs cannot see it.
 	writeback bool
 	wbErr     wbErrors
+	// dirtyMax is the most file data, in bytes, the kernel may hold
+	// dirty for this mount (its bdi's max_bytes, learnt after INIT); with
+	// the writeback cache, files opened for writing while less than twice
+	// that is free bypass the cache (openFlags).
+	dirtyMax atomic.Int64
 	// srv sends notifications to the kernel (set at INIT).
 	srv  *fuse.Server
 	acls aclLocks

@@ -106,7 +106,9 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 		fo.Name = "agfs" // fusermount only; the direct mount uses Subtype
 	}
 	if o.WritebackCache {
-		fo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE
+		// DIRECT_IO_ALLOW_MMAP: the files openFlags sends around the
+		// cache when space is low can still be mapped shared.
+		fo.ExtraCapabilities |= fuse.CAP_WRITEBACK_CACHE | fuse.CAP_DIRECT_IO_ALLOW_MMAP
 	}
 	if o.ACL {
 		// The kernel then leaves the umask to us: it does not apply where
@@ -116,6 +118,7 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 	}
 	f.aclOn = o.ACL
 	f.writeback = o.WritebackCache
+	f.dirtyMax.Store(defaultDirtyMax)
 
 	s := &Server{fs: f, mnt: mnt}
 	if os.Geteuid() == 0 {
@@ -223,7 +226,7 @@ func (s *Server) MountPoint() string { return s.mnt }
 // the requests still in flight. It reports whether the fs core is
 // consistent and may be closed normally (no handler panicked).
 func (s *Server) Serve() bool {
-	go s.raiseReadahead()
+	go s.tuneBDI()
 	s.srv.Serve()
 	return s.fs.drain()
 }
@@ -235,11 +238,18 @@ func (s *Server) Serve() bool {
 // (a cold sequential read of 1 GiB went from about 400 to 650 MB/s).
 const readaheadKB = 4096
 
-// raiseReadahead sets the mount's readahead once INIT is done: the kernel
-// clamps it to the INIT reply's max_readahead, so it must come after. A
-// statfs of the mount point returns only then (requests wait for INIT).
-// Without root, or on a kernel without the bdi in sysfs, it stays as is.
-func (s *Server) raiseReadahead() {
+// defaultDirtyMax is the dirty data the kernel is assumed to hold for the
+// mount until its bdi says (or where it cannot say: kernels before 6.2).
+// The kernel gives a FUSE mount 1% of the dirty limit (strictly
+// enforced), tens of MiB on most machines.
+const defaultDirtyMax = 64 << 20
+
+// tuneBDI sets the mount's readahead and learns its dirty limit once INIT
+// is done: the kernel clamps the readahead to the INIT reply's
+// max_readahead, so it must come after. A statfs of the mount point
+// returns only then (requests wait for INIT). Without root, or on a
+// kernel without the bdi in sysfs, the readahead stays as is.
+func (s *Server) tuneBDI() {
 	if s.dev == "" {
 		return
 	}
@@ -247,7 +257,13 @@ func (s *Server) raiseReadahead() {
 	if err := unix.Statfs(s.mnt, &st); err != nil || !s.mounted() {
 		return
 	}
-	os.WriteFile("/sys/class/bdi/"+s.dev+"/read_ahead_kb", []byte(strconv.Itoa(readaheadKB)), 0)
+	bdi := "/sys/class/bdi/" + s.dev + "/"
+	os.WriteFile(bdi+"read_ahead_kb", []byte(strconv.Itoa(readaheadKB)), 0)
+	if b, err := os.ReadFile(bdi + "max_bytes"); err == nil {
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+			s.fs.dirtyMax.Store(n)
+		}
+	}
 }
 
 // Unmount detaches the filesystem, so that Serve returns. If the mount is

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 
@@ -81,4 +82,42 @@ func TestWritebackSeekData(t *testing.T) {
 			t.Errorf("lseek(%d, whence %d) = %d, %v; want %d", c.off, c.whence, got, err, c.res)
 		}
 	}
+}
+
+// TestWritebackLowSpace: files opened while space is plentiful use the
+// writeback cache; once less than twice the mount's dirty limit is free,
+// new files bypass it, so a program that writes small new files until the
+// disk is full gets ENOSPC from write(2) itself (it may never look at
+// close(2)), and stops.
+func TestWritebackLowSpace(t *testing.T) {
+	fusetest.Require(t)
+	img := fusetest.Format(t, "512M")
+	mnt := fusetest.Mount(t, img, "writeback_cache")
+	buf := make([]byte, 256<<10)
+	var files int
+	for ; ; files++ {
+		if files > 4096 {
+			t.Fatalf("%d files of 256 KiB written to a 512 MiB filesystem without ENOSPC from write(2)", files)
+		}
+		f, err := os.Create(filepath.Join(mnt, "f"+strconv.Itoa(files)))
+		if err != nil {
+			t.Fatalf("create after %d files: %v", files, err)
+		}
+		_, werr := f.Write(buf)
+		f.Close() // an error here alone is what must not be the only signal
+		if werr != nil {
+			if !errors.Is(werr, syscall.ENOSPC) {
+				t.Fatalf("write after %d files: %v, want ENOSPC", files, werr)
+			}
+			break
+		}
+	}
+	t.Logf("write(2) failed with ENOSPC at file %d (%d MiB)", files, files/4)
+	if files < 256 {
+		t.Errorf("ENOSPC after %d files: the space should have lasted for about 2,000", files)
+	}
+	if err := fusetest.Unmount(mnt, img); err != nil {
+		t.Fatal(err)
+	}
+	fusetest.CheckClosed(t, img)
 }
