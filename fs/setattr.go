@@ -58,7 +58,7 @@ func (f *FS) SetAttr(ino uint64, s SetAttr) (Attr, error) {
 			if err := o.dropCaps(n, w); err != nil {
 				return err
 			}
-			if s.Valid&SetMode == 0 && (s.Valid&(SetUID|SetGID) != 0 || s.Valid&SetKillPriv != 0) {
+			if s.Valid&SetMode == 0 && s.Valid&(SetUID|SetGID|SetKillPriv) != 0 {
 				killPriv(w)
 			}
 		}

@@ -118,11 +118,11 @@ func (f *FS) clearPrivileges(ino uint64, kill bool) error {
 	return err
 }
 
-// privilegedCaller reports whether the kernel left suid/sgid of a file
-// changed by this request alone. With HANDLE_KILLPRIV_V2 (mount.go) the
-// kernel clears neither setuid/setgid nor file capabilities on
-// FALLOCATE and COPY_FILE_RANGE; unlike WRITE and SETATTR it does not
-// say whether the caller has CAP_FSETID, so root is taken to have it.
+// privilegedCaller reports whether the caller of a request is taken to
+// have CAP_FSETID (and so keeps setuid and setgid). With
+// HANDLE_KILLPRIV_V2 (mount.go) the kernel clears neither on FALLOCATE
+// and COPY_FILE_RANGE and, unlike for WRITE and SETATTR, does not say
+// whether the caller has the capability; root is taken to have it.
 func privilegedCaller(h *fuse.InHeader) bool { return h.Uid == 0 }
 
 // fsyncFdatasync is FUSE_FSYNC_FDATASYNC: only the data and the metadata
