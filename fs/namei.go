@@ -56,6 +56,20 @@ func (o *op) openDir(n *inode) (*dir.Dir, error) {
 	return d, nil
 }
 
+// mustBeEmpty is ENOTEMPTY unless directory n holds no entries, as rmdir
+// and a rename over a directory require.
+func (o *op) mustBeEmpty(n *inode) error {
+	d, err := o.openDir(n)
+	if err != nil {
+		return err
+	}
+	empty, err := d.Empty()
+	if err == nil && !empty {
+		err = syscall.ENOTEMPTY
+	}
+	return err
+}
+
 // readDir opens n's directory index for reading in tx.
 func (f *FS) readDir(tx *wal.Tx, n *inode) (*dir.Dir, error) {
 	return dir.Open(tx, f.dirCfg(n.ino, nil), n.d.TreeRoot())
@@ -434,14 +448,8 @@ func (f *FS) removeEntry(dirIno uint64, name string, rmdir bool) error {
 	}
 	_, err = f.run(func(o *op) error {
 		if rmdir {
-			cd, err := o.openDir(c)
-			if err != nil {
+			if err := o.mustBeEmpty(c); err != nil {
 				return err
-			}
-			if empty, err := cd.Empty(); err != nil {
-				return err
-			} else if !empty {
-				return syscall.ENOTEMPTY
 			}
 		}
 		d, err := o.openDir(p)
@@ -636,14 +644,8 @@ func (f *FS) Rename(oldDir uint64, oldName string, newDir uint64, newName string
 		} else {
 			if dst != nil {
 				if dstDir {
-					dd, err := o.openDir(dst)
-					if err != nil {
+					if err := o.mustBeEmpty(dst); err != nil {
 						return err
-					}
-					if empty, err := dd.Empty(); err != nil {
-						return err
-					} else if !empty {
-						return syscall.ENOTEMPTY
 					}
 					nw.Nlink--
 				}
