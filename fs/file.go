@@ -192,19 +192,18 @@ func (f *FS) Write(ino uint64, src []byte, off int64) (int, error) {
 // killPriv clears setuid, and setgid when group-execute is set, as a
 // write or chown does (setgid without group-execute is mandatory locking,
 // kept).
-func killPriv(w *layout.Inode) {
-	if isDir(w.Mode) {
-		return
-	}
-	w.Mode &^= syscall.S_ISUID
-	if w.Mode&syscall.S_IXGRP != 0 {
-		w.Mode &^= syscall.S_ISGID
-	}
-}
+func killPriv(w *layout.Inode) { w.Mode = killedMode(w.Mode) }
 
-// privileged reports whether killPriv would change mode.
-func privileged(mode uint32) bool {
-	return !isDir(mode) && (mode&syscall.S_ISUID != 0 || mode&(syscall.S_ISGID|syscall.S_IXGRP) == syscall.S_ISGID|syscall.S_IXGRP)
+// killedMode is mode as killPriv leaves it.
+func killedMode(mode uint32) uint32 {
+	if isDir(mode) {
+		return mode
+	}
+	mode &^= syscall.S_ISUID
+	if mode&syscall.S_IXGRP != 0 {
+		mode &^= syscall.S_ISGID
+	}
+	return mode
 }
 
 // ClearPrivileges does to file ino what Linux does before a write,
@@ -223,7 +222,7 @@ func (f *FS) ClearPrivileges(ino uint64, kill bool) (changed bool, err error) {
 	defer f.put(n)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !(kill && privileged(n.d.Mode)) && !f.hasCaps(n) {
+	if !(kill && killedMode(n.d.Mode) != n.d.Mode) && !f.hasCaps(n) {
 		return false, nil
 	}
 	_, err = f.run(func(o *op) error {
