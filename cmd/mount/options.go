@@ -178,6 +178,29 @@ func (c *config) parseOption(opt string) error {
 		}
 		return nil
 	}
+	// number is the value as an integer of at least least; want says
+	// what is expected.
+	number := func(least int, want string) (int, error) {
+		if err := needValue(); err != nil {
+			return 0, err
+		}
+		n, err := strconv.Atoi(val)
+		if err != nil || n < least {
+			return 0, fmt.Errorf("%s=%s: want %s", key, val, want)
+		}
+		return n, nil
+	}
+	// duration is the value as a positive duration; example shows one.
+	duration := func(example string) (time.Duration, error) {
+		if err := needValue(); err != nil {
+			return 0, err
+		}
+		d, err := time.ParseDuration(val)
+		if err != nil || d <= 0 {
+			return 0, fmt.Errorf("%s=%s: want a positive duration such as %s", key, val, example)
+		}
+		return d, nil
+	}
 	if f, ok := mountFlags[key]; ok {
 		if err := noValue(); err != nil {
 			return err
@@ -220,21 +243,15 @@ func (c *config) parseOption(opt string) error {
 		}
 		c.mount.Subtype = val
 	case key == "cache_blocks":
-		if err := needValue(); err != nil {
+		n, err := number(1, "a positive number of blocks")
+		if err != nil {
 			return err
-		}
-		n, err := strconv.Atoi(val)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("cache_blocks=%s: want a positive number of blocks", val)
 		}
 		c.fs.CacheBlocks = n
 	case key == "checkpoint_interval":
-		if err := needValue(); err != nil {
+		d, err := duration("30s or 5m")
+		if err != nil {
 			return err
-		}
-		d, err := time.ParseDuration(val)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("checkpoint_interval=%s: want a positive duration such as 30s or 5m", val)
 		}
 		c.fs.CheckpointInterval = d
 	case key == "alloc":
@@ -252,21 +269,15 @@ func (c *config) parseOption(opt string) error {
 		}
 		c.fs.NoScan = key == "noscan"
 	case key == "scan_interval":
-		if err := needValue(); err != nil {
+		d, err := duration("100ms or 10m")
+		if err != nil {
 			return err
-		}
-		d, err := time.ParseDuration(val)
-		if err != nil || d <= 0 {
-			return fmt.Errorf("scan_interval=%s: want a positive duration such as 100ms or 10m", val)
 		}
 		c.fs.ScanInterval = d
 	case key == "scan_rate":
-		if err := needValue(); err != nil {
+		n, err := number(0, "a number of inodes per second (0: no limit)")
+		if err != nil {
 			return err
-		}
-		n, err := strconv.Atoi(val)
-		if err != nil || n < 0 {
-			return fmt.Errorf("scan_rate=%s: want a number of inodes per second (0: no limit)", val)
 		}
 		c.fs.ScanRate = n
 		if n == 0 {
