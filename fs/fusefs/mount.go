@@ -166,9 +166,9 @@ var readerProcs sync.Once
 // (runtime.retake, handoffp), a wake-up and a context switch each time.
 // Measured on 2 CPUs while untarring the Go tree: the monitor's share of
 // the daemon's CPU samples fell from 18% to 7% with the Ps doubled, the
-// retakes from 4.6% to 0.6%, and rm -rf of the tree took 2.5 s instead
-// of 3.0 s (medians of 3; docs/DESIGN.md, "The FUSE layer"). The extra Ps
-// cost nothing while idle; at most NumCPU of them run at once.
+// retakes from 4.6% to 0.6%; rm -rf of the tree took 2.5 s instead of
+// 2.8 s (medians of 3). Idle Ps cost nothing, and the kernel still runs
+// at most one thread per CPU.
 func addReaderProcs() {
 	readerProcs.Do(func() { runtime.GOMAXPROCS(2 * runtime.GOMAXPROCS(0)) })
 }
