@@ -99,6 +99,17 @@ func mustOpen(t testing.TB, path string, opts Options) *File {
 	return f
 }
 
+// openDirect opens a new image of size bytes with O_DIRECT, skipping the
+// test where the test directory's filesystem does not do O_DIRECT.
+func openDirect(t testing.TB, size int64) *File {
+	t.Helper()
+	f := mustOpen(t, newImage(t, size), Options{Direct: true})
+	if !f.Direct() {
+		t.Skip("the filesystem of the test directory does not do O_DIRECT")
+	}
+	return f
+}
+
 // pattern returns n bytes that differ with seed and position.
 func pattern(n int, seed uint64) []byte {
 	b := make([]byte, n)
@@ -182,11 +193,7 @@ func TestFileRoundTrip(t *testing.T) {
 }
 
 func TestFileDirectUnalignedMemory(t *testing.T) {
-	path := newImage(t, 4<<20)
-	f := mustOpen(t, path, Options{Direct: true})
-	if !f.Direct() {
-		t.Skip("the filesystem of the test directory does not do O_DIRECT")
-	}
+	f := openDirect(t, 4<<20)
 	t.Logf("O_DIRECT alignment: memory %d, offset %d", f.memAlign, f.offAlign)
 	for i, n := range []int{512, 4096, 4096 + 512, bounceSize, bounceSize + 4096, 3*bounceSize + 1024} {
 		off := int64(i) * (1 << 20) / 2
@@ -213,11 +220,7 @@ func TestFileDirectUnalignedMemory(t *testing.T) {
 // of the file, where the last piece is short.
 func TestFileDirectLargeReads(t *testing.T) {
 	const size = 8 << 20
-	path := newImage(t, size)
-	f := mustOpen(t, path, Options{Direct: true})
-	if !f.Direct() {
-		t.Skip("the filesystem of the test directory does not do O_DIRECT")
-	}
+	f := openDirect(t, size)
 	want := pattern(size, 3)
 	if _, err := f.WriteAt(want, 0); err != nil {
 		t.Fatal(err)
@@ -246,11 +249,7 @@ func TestFileDirectLargeReads(t *testing.T) {
 // take the read-modify-write path, and checks it against a Mem.
 func TestFileReadModifyWrite(t *testing.T) {
 	const size = 2 << 20
-	path := newImage(t, size)
-	f := mustOpen(t, path, Options{Direct: true})
-	if !f.Direct() {
-		t.Skip("the filesystem of the test directory does not do O_DIRECT")
-	}
+	f := openDirect(t, size)
 	f.offAlign = 4096
 	model := NewMem(size)
 	rng := rand.New(rand.NewPCG(1, 2))
