@@ -133,7 +133,6 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 				unix.Close(fd)
 				return nil, fmt.Errorf("mount %s: %w", mnt, err)
 			}
-			addReaderProcs()
 			return s, nil
 		}
 		if !errors.Is(err, syscall.EPERM) {
@@ -146,7 +145,6 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mount %s: %w", mnt, err)
 	}
-	addReaderProcs()
 	if m, ok := findMount(mnt, o.Device); ok {
 		s.dev = m.Dev
 	}
@@ -155,8 +153,9 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 
 var readerProcs sync.Once
 
-// addReaderProcs doubles GOMAXPROCS, once per process, after the first
-// server has sized its pool of readers from it. go-fuse keeps up to
+// addReaderProcs doubles GOMAXPROCS, once per process, when the first
+// server starts serving: go-fuse sized its pool of readers from GOMAXPROCS
+// in NewServer, before. go-fuse keeps up to
 // GOMAXPROCS goroutines (at least two) blocked in read(2) on /dev/fuse,
 // and each holds one of the runtime's Ps while it waits. With one P per
 // CPU, the default, no P is then ever idle while the mount waits for
@@ -251,6 +250,7 @@ func (s *Server) MountPoint() string { return s.mnt }
 // consistent and may be closed normally (no handler panicked).
 func (s *Server) Serve() bool {
 	go s.tuneBDI()
+	addReaderProcs()
 	s.srv.Serve()
 	return s.fs.drain()
 }
