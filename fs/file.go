@@ -179,10 +179,6 @@ func (f *FS) Write(ino uint64, src []byte, off int64) (int, error) {
 		}
 		if o.empty {
 			n.dataDirty.Store(true)
-		} else if !o.flush {
-			// Overwritten in place: an fsync, if one comes, finds the
-			// commit already written and pays for the flush alone.
-			f.log.WriteEarly()
 		}
 		done += k
 	}
@@ -351,12 +347,28 @@ func (o *op) dataGoal(m *emap, ino, l uint64) (uint64, error) {
 	return o.f.goal(ino), nil
 }
 
+// syncOverwriteMax is the largest overwrite in place that writeSeg writes
+// before returning instead of behind (disk.WriteBehind). A small overwrite
+// is the database pattern, and its fsync comes next: handing the write to
+// a goroutine and waiting for it at the fsync costs two thread wake-ups,
+// more than the overlap saves (4 KiB random writes with fsync: about 2,500
+// against 3,500 a second). New data, as an untar writes, stays behind: no
+// fsync follows it.
+const syncOverwriteMax = 64 << 10
+
 // writeSeg writes the part of p (file bytes at off) that falls in
 // segment s. Partial blocks are completed with their old contents
 // (written blocks) or zeroes.
 func (f *FS) writeSeg(p []byte, off int64, s segment) error {
 	bs := int64(f.bs)
 	wEnd := off + int64(len(p))
+	write := f.dev.wb.WriteAsync
+	if s.kind == segWritten && len(p) <= syncOverwriteMax {
+		write = func(b []byte, off int64) error {
+			_, err := f.dev.wb.WriteAt(b, off)
+			return err
+		}
+	}
 	partial := func(b uint64) bool {
 		return int64(b)*bs < off || int64(b+1)*bs > wEnd
 	}
@@ -375,7 +387,7 @@ func (f *FS) writeSeg(p []byte, off int64, s segment) error {
 		bstart := int64(b) * bs
 		lo, hi := max(bstart, off), min(bstart+bs, wEnd)
 		copy(buf[lo-bstart:hi-bstart], p[lo-off:hi-off])
-		return f.dev.wb.WriteAsync(buf, phys*bs)
+		return write(buf, phys*bs)
 	}
 	lo, hi := s.l, s.l+s.n
 	if partial(lo) {
@@ -393,7 +405,7 @@ func (f *FS) writeSeg(p []byte, off int64, s segment) error {
 	if hi > lo {
 		a := int64(lo)*bs - off
 		b := int64(hi)*bs - off
-		if err := f.dev.wb.WriteAsync(p[a:b], int64(s.phys+(lo-s.l))*bs); err != nil {
+		if err := write(p[a:b], int64(s.phys+(lo-s.l))*bs); err != nil {
 			return err
 		}
 	}

@@ -19,8 +19,9 @@
 //     copies in the cache, so the cache only ever holds committed state, in
 //     commit order. It returns the transaction's LSN without waiting for
 //     the disk. Wait(lsn) (the fsync path) returns when the transaction is
-//     durable; all waiters share one log write and one device flush (group
-//     commit, done by a single flusher goroutine).
+//     durable; waiters share log writes and device flushes (group commit,
+//     run by the first waiter for everyone queued behind it, so the fsync
+//     path wakes no other goroutine).
 //   - Callers hold their own locks covering the blocks they change from the
 //     first Read or Write until Commit or Abort returns (Defer runs
 //     functions after the end, LIFO, with the outcome, to release them or
@@ -81,9 +82,9 @@
 // The log is written in whole, aligned blocks. The block holding the head
 // is written partly filled (sectors past the head are zero, hence invalid)
 // and rewritten as it fills: a rewrite keeps every earlier payload byte
-// identical, so a torn rewrite loses nothing that was durable. The flusher
-// also writes full blocks in the background when 256 KiB have accumulated,
-// flushing only for waiters.
+// identical, so a torn rewrite loses nothing that was durable. A flusher
+// goroutine also writes full blocks in the background when 256 KiB have
+// accumulated, without flushing.
 //
 // # Epoch
 //

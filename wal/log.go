@@ -87,22 +87,19 @@ type Log struct {
 	lastCommit atomic.Uint64 // LSN of the last commit appended
 	nextTail   atomic.Uint64 // tail the running (or last) checkpoint moves to; set under mu
 
-	// dmu guards durability: each waiter sleeps on its own channel, closed
-	// by the flusher once durable covers it (or by fail)
-	// them.
-	dmu     sync.Mutex
-	waiters []waiter
-	durable uint64 // LSN of the last commit known durable
-	want    uint64 // highest LSN a waiter asked for
+	// round serialises flushRound: the flusher's background writes and
+	// the group commits that Wait runs itself. A waiter that finds a round
+	// in progress queues on it and, once it holds it, finds its commit
+	// durable or leads the next round for everyone queued behind.
+	round sync.Mutex
 
-	// early: someone expects to wait soon (WriteEarly); the flusher writes
-	// the head block without waiting for a waiter, so that the wait that
-	// follows pays for the flush alone.
-	early atomic.Bool
+	// dmu guards durable.
+	dmu     sync.Mutex
+	durable uint64 // LSN of the last commit known durable
 
 	failed atomic.Pointer[error] // sticky I/O error
 
-	// flusher-only state
+	// state of flushRound (round held)
 	headWritten uint64 // head position the head block was last written at
 	wbuf        []byte
 	digest      *xxhash.Digest
@@ -188,15 +185,10 @@ func (l *Log) err() error {
 	return nil
 }
 
-// fail makes err sticky and wakes everyone who waits.
+// fail makes err sticky and wakes the commits that wait for space.
+// (Waiters for durability see it when they take the round lock.)
 func (l *Log) fail(err error) {
 	l.failed.CompareAndSwap(nil, &err)
-	l.dmu.Lock()
-	for _, w := range l.waiters {
-		close(w.ch)
-	}
-	l.waiters = nil
-	l.dmu.Unlock()
 	l.mu.Lock()
 	l.space.Broadcast()
 	l.mu.Unlock()
@@ -243,9 +235,9 @@ func (l *Log) newStageBlock() []byte {
 	return make([]byte, l.g.bs)
 }
 
-// flusher is the group-commit goroutine: it writes the staged log and
-// flushes the device for everyone waiting, and writes full staged blocks
-// in the background.
+// flusher writes full staged blocks in the background once writebackBytes
+// have accumulated. It never writes the head block or flushes the device:
+// group commits are Wait's.
 func (l *Log) flusher() {
 	defer l.wg.Done()
 	for {
@@ -255,10 +247,9 @@ func (l *Log) flusher() {
 			return
 		}
 		for l.err() == nil {
-			l.dmu.Lock()
-			need := l.want > l.durable
-			l.dmu.Unlock()
-			did, err := l.flushRound(need, l.early.Swap(false))
+			l.round.Lock()
+			did, err := l.flushRound(false)
+			l.round.Unlock()
 			if err != nil {
 				l.fail(err)
 				break
@@ -270,10 +261,10 @@ func (l *Log) flusher() {
 	}
 }
 
-// flushRound writes the staged log: every full block and, when durable or
-// early, the partial head block; when durable, a device flush follows. It
-// reports whether it did anything.
-func (l *Log) flushRound(durable, early bool) (bool, error) {
+// flushRound writes the staged log: every full block and, when durable,
+// the partial head block and then a device flush. It reports whether it
+// did anything. The caller holds round.
+func (l *Log) flushRound(durable bool) (bool, error) {
 	bs := l.g.bs
 	l.mu.Lock()
 	end, endCommit := l.head, l.lastCommit.Load()
@@ -288,7 +279,7 @@ func (l *Log) flushRound(durable, early bool) (bool, error) {
 		st.base = hb
 	}
 	var head []byte
-	if (durable || early) && end%bs > sectorHdr && end != l.headWritten && len(st.blocks) > 0 {
+	if durable && end%bs > sectorHdr && end != l.headWritten && len(st.blocks) > 0 {
 		if cap(l.wbuf) < int(bs) {
 			l.wbuf = make([]byte, bs)
 		}
@@ -344,16 +335,6 @@ func (l *Log) flushRound(durable, early bool) (bool, error) {
 	if endCommit > l.durable {
 		l.durable = endCommit
 	}
-	keep := l.waiters[:0]
-	for _, w := range l.waiters {
-		if w.lsn <= l.durable {
-			close(w.ch)
-		} else {
-			keep = append(keep, w)
-		}
-	}
-	clear(l.waiters[len(keep):])
-	l.waiters = keep
 	l.dmu.Unlock()
 	return true, nil
 }
@@ -394,53 +375,45 @@ func (l *Log) writeLog(base uint64, blocks [][]byte) error {
 }
 
 // Wait returns when the transaction with LSN lsn (and every earlier one) is
-// durable: the log is written up to it and the device flushed. Waiters
-// arriving while a write and flush are in flight share the next one.
+// durable: the log is written up to it and the device flushed.
+//
+// The caller does the group commit itself rather than handing it to a
+// goroutine, which would cost two thread wake-ups on the fsync path. Callers
+// arriving while a round is in progress queue on the round lock; the first
+// to get it writes and flushes everything committed by then, so the rest
+// usually find their commit durable and return: one log write and one
+// device flush serve them all.
 func (l *Log) Wait(lsn LSN) error {
-	l.dmu.Lock()
-	for uint64(lsn) > l.durable {
+	for {
+		l.dmu.Lock()
+		done := uint64(lsn) <= l.durable
+		l.dmu.Unlock()
+		if done {
+			return nil
+		}
 		if err := l.err(); err != nil {
-			l.dmu.Unlock()
 			return err
 		}
 		if last := l.lastCommit.Load(); uint64(lsn) > last {
-			l.dmu.Unlock()
 			return fmt.Errorf("wal: wait: LSN %d was never committed (last is %d)", lsn, last)
 		}
 		if l.ro {
-			l.dmu.Unlock()
 			return ErrReadOnly
 		}
-		if uint64(lsn) > l.want {
-			l.want = uint64(lsn)
-			kick(l.flushKick)
-		}
-		ch := make(chan struct{})
-		l.waiters = append(l.waiters, waiter{lsn: uint64(lsn), ch: ch})
-		l.dmu.Unlock()
-		<-ch
+		l.round.Lock()
 		l.dmu.Lock()
+		done = uint64(lsn) <= l.durable
+		l.dmu.Unlock()
+		var err error
+		if !done && l.err() == nil {
+			_, err = l.flushRound(true)
+		}
+		l.round.Unlock()
+		if err != nil {
+			l.fail(err)
+			return err
+		}
 	}
-	l.dmu.Unlock()
-	return nil
-}
-
-type waiter struct {
-	lsn uint64
-	ch  chan struct{}
-}
-
-// WriteEarly starts writing what is committed to the log without waiting
-// for it or flushing the device: a caller that expects a Wait soon (file
-// data overwritten in place, which fsync usually follows) calls it after
-// committing, so the Wait finds the log written and pays for the flush
-// alone. It is only a hint; durability still comes from Wait.
-func (l *Log) WriteEarly() {
-	if l.ro {
-		return
-	}
-	l.early.Store(true)
-	kick(l.flushKick)
 }
 
 // Sync makes everything committed so far durable.

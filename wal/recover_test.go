@@ -104,7 +104,10 @@ func TestEpochAfterRecovery(t *testing.T) {
 	if _, err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.flushRound(false, false); err != nil { // B's full blocks, not its commit
+	l.round.Lock()
+	_, err := l.flushRound(false) // B's full blocks, not its commit
+	l.round.Unlock()
+	if err != nil {
 		t.Fatal(err)
 	}
 	crash(l)

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"agfs/disk"
 	"agfs/layout"
@@ -636,35 +635,71 @@ func TestIOErrors(t *testing.T) {
 	}
 }
 
-// TestWriteEarly checks that WriteEarly writes the committed log without a
-// flush, and that the Wait after it flushes without writing again.
-func TestWriteEarly(t *testing.T) {
+// TestWaitGroupCommit checks the group commit that Wait runs itself: a
+// lone Wait writes the head block and flushes once, a second Wait of the
+// same commit does nothing, and concurrent committers all become durable
+// while sharing flushes.
+func TestWaitGroupCommit(t *testing.T) {
 	e := newEnv(t, 4096, 64, 32, 16)
 	e.mkfs(1)
 	l := e.open(Options{})
 	defer l.Close()
-	tx := l.Begin()
-	if err := tx.Write(1, 100, []byte("early")); err != nil {
-		t.Fatal(err)
-	}
-	lsn, err := tx.Commit()
-	if err != nil {
-		t.Fatal(err)
-	}
-	before := l.Stats()
-	l.WriteEarly()
-	deadline := time.Now().Add(10 * time.Second)
-	for l.Stats().LogWrites == before.LogWrites {
-		if time.Now().After(deadline) {
-			t.Fatal("WriteEarly wrote nothing")
+	commit := func(blk uint64, data string) LSN {
+		t.Helper()
+		tx := l.Begin()
+		if err := tx.Write(blk, 100, []byte(data)); err != nil {
+			t.Error(err)
 		}
-		time.Sleep(time.Millisecond)
+		lsn, err := tx.Commit()
+		if err != nil {
+			t.Error(err)
+		}
+		return lsn
+	}
+	lsn := commit(1, "alone")
+	before := l.Stats()
+	if err := l.Wait(lsn); err != nil {
+		t.Fatal(err)
 	}
 	st := l.Stats()
-	if st.Flushes != before.Flushes || st.Durable >= lsn {
-		t.Fatalf("WriteEarly flushed: %d flushes (was %d), durable %d (commit %d)", st.Flushes, before.Flushes, st.Durable, lsn)
+	if st.LogWrites != before.LogWrites+1 || st.Flushes != before.Flushes+1 || st.Durable < lsn {
+		t.Fatalf("Wait: %d log writes (was %d), %d flushes (was %d), durable %d (commit %d)",
+			st.LogWrites, before.LogWrites, st.Flushes, before.Flushes, st.Durable, lsn)
 	}
-	// The commit is on the device already: recovering a copy finds it.
+	if err := l.Wait(lsn); err != nil {
+		t.Fatal(err)
+	}
+	if again := l.Stats(); again.LogWrites != st.LogWrites || again.Flushes != st.Flushes {
+		t.Fatalf("second Wait of a durable commit wrote %d times and flushed %d times",
+			again.LogWrites-st.LogWrites, again.Flushes-st.Flushes)
+	}
+
+	const workers, each = 8, 50
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				lsn := commit(uint64(1+w), fmt.Sprintf("w%d-%03d", w, i))
+				if err := l.Wait(lsn); err != nil {
+					t.Error(err)
+					return
+				}
+				if d := l.Stats().Durable; d < lsn {
+					t.Errorf("Wait(%d) returned with durable %d", lsn, d)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	end := l.Stats()
+	if n := end.Flushes - st.Flushes; n == 0 || n > workers*each {
+		t.Fatalf("%d concurrent commits made %d flushes", workers*each, n)
+	}
+	t.Logf("%d concurrent commits and waits: %d flushes", workers*each, end.Flushes-st.Flushes)
+	// Recovering a copy of the device finds every worker's last commit.
 	img := disk.NewMem(e.dev.Size())
 	if _, err := img.WriteAt(devBytes(t, e.dev), 0); err != nil {
 		t.Fatal(err)
@@ -673,13 +708,12 @@ func TestWriteEarly(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := make([]byte, 4096)
-	if _, err := img.ReadAt(h, 4096); err != nil || string(h[100:105]) != "early" {
-		t.Fatalf("recovered home block: %q %v", h[100:105], err)
-	}
-	if err := l.Wait(lsn); err != nil {
-		t.Fatal(err)
-	}
-	if after := l.Stats(); after.LogWrites != st.LogWrites || after.Flushes != st.Flushes+1 {
-		t.Fatalf("Wait after WriteEarly: %d log writes (was %d), %d flushes (was %d)", after.LogWrites, st.LogWrites, after.Flushes, st.Flushes)
+	for w := range workers {
+		if _, err := img.ReadAt(h, int64(1+w)*4096); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(h[100:106]), fmt.Sprintf("w%d-%03d", w, each-1); got != want {
+			t.Errorf("block %d after recovery: %q, want %q", 1+w, got, want)
+		}
 	}
 }
