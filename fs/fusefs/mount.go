@@ -268,11 +268,28 @@ const readaheadKB = 4096
 // enforced), tens of MiB on most machines.
 const defaultDirtyMax = 64 << 20
 
-// tuneBDI sets the mount's readahead and learns its dirty limit once INIT
-// is done: the kernel clamps the readahead to the INIT reply's
+// dirtyWanted is the dirty data agfs lets the kernel hold for a mount in
+// writeback mode: a sixteenth of the filesystem, at most dirtyWantedMax,
+// and never less than the kernel gives by itself.
+//
+// The kernel's 1% of the dirty limit is a guard against FUSE daemons it
+// cannot trust to write back; agfs's daemon runs as root. At 43 MiB it
+// throttled a 1 GiB dd to about 0.94 GB/s, at 256 MiB 1.18 GB/s (means of
+// 8 interleaved runs). The sixteenth keeps small filesystems as they were:
+// files opened for writing bypass the cache once free space falls below
+// twice this (lowSpace), which must stay a small part of the filesystem.
+func dirtyWanted(fsBytes int64) int64 {
+	return min(fsBytes/16, dirtyWantedMax)
+}
+
+const dirtyWantedMax = 256 << 20
+
+// tuneBDI sets the mount's readahead and dirty limit and learns the limit
+// once INIT is done: the kernel clamps the readahead to the INIT reply's
 // max_readahead, so it must come after. A statfs of the mount point
 // returns only then (requests wait for INIT). Without root, or on a
-// kernel without the bdi in sysfs, the readahead stays as is.
+// kernel without the bdi in sysfs (max_bytes is Linux 6.2+), both stay as
+// they are.
 func (s *Server) tuneBDI() {
 	if s.dev == "" {
 		return
@@ -283,10 +300,24 @@ func (s *Server) tuneBDI() {
 	}
 	bdi := "/sys/class/bdi/" + s.dev + "/"
 	os.WriteFile(bdi+"read_ahead_kb", []byte(strconv.Itoa(readaheadKB)), 0)
-	if b, err := os.ReadFile(bdi + "max_bytes"); err == nil {
-		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
-			s.fs.dirtyMax.Store(n)
+	maxBytes := func() int64 {
+		b, err := os.ReadFile(bdi + "max_bytes")
+		if err != nil {
+			return 0
 		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return n
+	}
+	n := maxBytes()
+	if want := dirtyWanted(int64(st.Blocks) * st.Bsize); s.fs.writeback && n > 0 && want > n {
+		os.WriteFile(bdi+"max_bytes", []byte(strconv.FormatInt(want, 10)), 0)
+		n = maxBytes()
+	}
+	if n > 0 {
+		s.fs.dirtyMax.Store(n)
 	}
 }
 

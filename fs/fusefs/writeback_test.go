@@ -5,8 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -120,4 +122,67 @@ func TestWritebackLowSpace(t *testing.T) {
 		t.Fatal(err)
 	}
 	fusetest.CheckClosed(t, img)
+}
+
+// TestWritebackDirtyLimit: a large filesystem in writeback mode raises its
+// mount's dirty limit (the bdi's max_bytes) to a sixteenth of its size,
+// at most 256 MiB; a small one keeps the kernel's, so that the cache is
+// not bypassed (lowSpace) on a filesystem that is nearly empty.
+func TestWritebackDirtyLimit(t *testing.T) {
+	fusetest.Require(t)
+	maxBytes := func(mnt string) int64 {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Stat(mnt, &st); err != nil {
+			t.Fatal(err)
+		}
+		bdi := "/sys/class/bdi/" + strconv.Itoa(int(unix.Major(st.Dev))) + ":" + strconv.Itoa(int(unix.Minor(st.Dev)))
+		b, err := os.ReadFile(bdi + "/max_bytes")
+		if errors.Is(err, os.ErrNotExist) {
+			t.Skipf("%s: no max_bytes (Linux 6.2+)", bdi)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// tuneBDI runs beside the first requests: give it a moment.
+	settled := func(mnt string, ok func(int64) bool) int64 {
+		t.Helper()
+		var n int64
+		for range 100 {
+			if n = maxBytes(mnt); ok(n) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return n
+	}
+	small := fusetest.Mount(t, fusetest.Format(t, "32M"), "writeback_cache")
+	kernel := maxBytes(small)
+	if kernel <= 0 || kernel >= 256<<20 {
+		t.Skipf("the kernel gives a FUSE mount %d dirty bytes: nothing to raise", kernel)
+	}
+	// The kernel stores the limit as a ratio of the dirty threshold, which
+	// moves with free memory: allow 1% either way.
+	near := func(n, want int64) bool { return n > want*99/100 && n < want*101/100 }
+	time.Sleep(200 * time.Millisecond)
+	if n := maxBytes(small); !near(n, kernel) {
+		t.Errorf("32 MiB filesystem: max_bytes %d, want the kernel's %d", n, kernel)
+	}
+	big := fusetest.Mount(t, fusetest.Format(t, "8G"), "writeback_cache")
+	const want = 256 << 20
+	raised := func(n int64) bool { return near(n, want) }
+	if n := settled(big, raised); !raised(n) {
+		t.Errorf("8 GiB filesystem: max_bytes %d, want about %d", n, want)
+	}
+	nowb := fusetest.Mount(t, fusetest.Format(t, "8G"), "nowriteback_cache")
+	time.Sleep(200 * time.Millisecond)
+	if n := maxBytes(nowb); !near(n, kernel) {
+		t.Errorf("8 GiB filesystem without the writeback cache: max_bytes %d, want the kernel's %d", n, kernel)
+	}
 }
