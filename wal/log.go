@@ -385,10 +385,7 @@ func (l *Log) writeLog(base uint64, blocks [][]byte) error {
 // device flush serve them all.
 func (l *Log) Wait(lsn LSN) error {
 	for {
-		l.dmu.Lock()
-		done := uint64(lsn) <= l.durable
-		l.dmu.Unlock()
-		if done {
+		if l.isDurable(lsn) {
 			return nil
 		}
 		if err := l.err(); err != nil {
@@ -401,11 +398,8 @@ func (l *Log) Wait(lsn LSN) error {
 			return ErrReadOnly
 		}
 		l.round.Lock()
-		l.dmu.Lock()
-		done = uint64(lsn) <= l.durable
-		l.dmu.Unlock()
 		var err error
-		if !done && l.err() == nil {
+		if !l.isDurable(lsn) && l.err() == nil {
 			_, err = l.flushRound(true)
 		}
 		l.round.Unlock()
@@ -414,6 +408,12 @@ func (l *Log) Wait(lsn LSN) error {
 			return err
 		}
 	}
+}
+
+func (l *Log) isDurable(lsn LSN) bool {
+	l.dmu.Lock()
+	defer l.dmu.Unlock()
+	return uint64(lsn) <= l.durable
 }
 
 // Sync makes everything committed so far durable.
