@@ -288,7 +288,7 @@ func (l *Log) flushRound(durable bool) (bool, error) {
 	}
 	l.mu.Unlock()
 
-	if !durable && len(full) == 0 && head == nil {
+	if !durable && len(full) == 0 {
 		return false, nil
 	}
 	// Seal the sectors. Full blocks are no longer shared with appenders.

@@ -312,7 +312,8 @@ func (s *Server) tuneBDI() {
 		return n
 	}
 	n := maxBytes()
-	if want := dirtyWanted(int64(st.Blocks) * st.Bsize); s.fs.writeback && n > 0 && want > n {
+	sb := s.fs.core.Superblock()
+	if want := dirtyWanted(int64(sb.BlockCount) * int64(sb.BlockSize)); s.fs.writeback && n > 0 && want > n {
 		os.WriteFile(bdi+"max_bytes", []byte(strconv.FormatInt(want, 10)), 0)
 		n = maxBytes()
 	}
