@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -614,28 +615,37 @@ static int do_posixlock(const char *path)
 	}
 	wait_child(c);
 
-	// blocking lock: the child waits until the parent unlocks
+	// blocking lock: the child waits until the parent unlocks. The child
+	// reports through a pipe, so that the parent prints every line: the
+	// child may wake and run before the parent's printf of the unlock.
+	// "blocked" is read without waiting 300 ms after the child announced
+	// its F_SETLKW; a slow machine can only delay the child, never make it
+	// take the lock early, so the check has no timing to lose.
 	printf("parent wrlck 0+10: %s\n", lkres(setlk(fd, F_SETLK, F_WRLCK, 0, 10)));
-	int pfd[2];
-	if (pipe(pfd) < 0)
+	int ready[2], res[2];
+	if (pipe(ready) < 0 || pipe(res) < 0)
 		return fail("pipe");
 	if ((c = fork()) == 0) {
 		int f = open(path, O_RDWR);
-		struct timespec a, b;
-		char ch = 'x';
-		write(pfd[1], &ch, 1);
-		clock_gettime(CLOCK_MONOTONIC, &a);
+		char ch = 'x', msg[64];
+		write(ready[1], &ch, 1);
 		int r = setlk(f, F_SETLKW, F_WRLCK, 5, 1);
-		clock_gettime(CLOCK_MONOTONIC, &b);
-		double waited = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
-		printf("child setlkw 5+1: %s, %s\n", lkres(r), waited >= 0.15 ? "waited" : "did not wait");
+		int n = snprintf(msg, sizeof msg, "%s", lkres(r));
+		write(res[1], msg, n);
 		_exit(0);
 	}
-	char ch;
-	read(pfd[0], &ch, 1);
+	close(res[1]);
+	char ch, msg[64] = "";
+	read(ready[0], &ch, 1);
 	usleep(300000);
+	struct pollfd pf = {.fd = res[0], .events = POLLIN};
+	printf("child setlkw 5+1 before the unlock: %s\n", poll(&pf, 1, 0) == 0 ? "blocked" : "not blocked");
 	printf("parent unlock 0+10: %s\n", lkres(setlk(fd, F_SETLK, F_UNLCK, 0, 10)));
+	ssize_t got = read(res[0], msg, sizeof msg - 1);
+	msg[got > 0 ? got : 0] = 0;
+	printf("child setlkw 5+1 after the unlock: %s\n", got > 0 ? msg : "no answer");
 	wait_child(c);
+	close(ready[0]), close(ready[1]), close(res[0]);
 
 	// closing any fd of the file drops all the process's locks on it
 	printf("parent wrlck 0+0 (whole file): %s\n", lkres(setlk(fd, F_SETLK, F_WRLCK, 0, 0)));
