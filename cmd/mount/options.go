@@ -33,6 +33,7 @@ type config struct {
 	sloppy     bool
 	notifyFD   int
 	statsOf    string // --stats: the mount point to report on
+	uringAsked bool   // -o uring: turn on the kernel's FUSE over io_uring
 
 	mount fusefs.MountOptions
 	fs    fs.Options
@@ -74,6 +75,7 @@ func parseArgs(prog string, args []string) (*config, bool, error) {
 	c.mount.Subtype = defaultSubtype(prog)
 	c.mount.ACL = true
 	c.mount.WritebackCache = true
+	c.mount.URing = true
 	switch *fstype {
 	case "", "fuse.agfs":
 		if *fstype != "" {
@@ -232,6 +234,12 @@ func (c *config) parseOption(opt string) error {
 			return err
 		}
 		c.mount.WritebackCache = key == "writeback_cache"
+	case key == "uring" || key == "nouring":
+		if err := noValue(); err != nil {
+			return err
+		}
+		c.mount.URing = key == "uring"
+		c.uringAsked = c.mount.URing
 	case key == "nosubtype":
 		if err := noValue(); err != nil {
 			return err

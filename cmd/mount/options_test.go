@@ -32,6 +32,9 @@ func TestDefaults(t *testing.T) {
 	if !c.mount.WritebackCache {
 		t.Error("the writeback cache is off by default")
 	}
+	if !c.mount.URing || c.uringAsked {
+		t.Errorf("io_uring: used %v, asked for %v; want used where allowed, not asked for", c.mount.URing, c.uringAsked)
+	}
 	if c.mount.Subtype != "agfs" || c.mount.ReadOnly || c.mount.AllowOther || c.foreground {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
@@ -53,6 +56,12 @@ func TestOptions(t *testing.T) {
 	}
 	if c := parse(t, "mount.agfs", "-o", "noacl", "img", "mnt"); c.mount.ACL {
 		t.Error("noacl left ACLs on")
+	}
+	if c := parse(t, "mount.agfs", "-o", "uring", "img", "mnt"); !c.mount.URing || !c.uringAsked {
+		t.Error("-o uring is not asked for")
+	}
+	if c := parse(t, "mount.agfs", "-o", "uring,nouring", "img", "mnt"); c.mount.URing || c.uringAsked {
+		t.Error("nouring after uring left io_uring on")
 	}
 	if c := parse(t, "mount.agfs", "-o", "writeback_cache,nowriteback_cache", "img", "mnt"); c.mount.WritebackCache {
 		t.Error("nowriteback_cache after writeback_cache left the writeback cache on")

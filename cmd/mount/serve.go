@@ -80,6 +80,11 @@ func serveLog(c *config, ready func(error), logger *log.Logger) error {
 		return errors.Join(errors.New("interrupted"), closeCore())
 	}
 
+	if c.uringAsked {
+		if err := fusefs.EnableURing(); err != nil {
+			logger.Printf("mount.agfs: uring: %v; requests go through /dev/fuse", err)
+		}
+	}
 	mu.Lock()
 	srv, err = fusefs.Mount(fusefs.New(core, fusefs.Options{Logger: logger}), c.mountPoint, c.mount)
 	s, stop := srv, stopped

@@ -86,7 +86,10 @@ type FS struct {
 	// that is free bypass the cache (openFlags).
 	dirtyMax atomic.Int64
 	// srv sends notifications to the kernel (set at INIT).
-	srv  *fuse.Server
+	srv *fuse.Server
+	// ring is the io_uring transport, when requests travel over it (set
+	// after INIT); its counters join the stats.
+	ring atomic.Pointer[uring]
 	acls aclLocks
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
@@ -40,6 +42,10 @@ type MountOptions struct {
 	// gathered in the page cache and reach agfs at writeback, fsync or
 	// close, and the kernel keeps mtime and size itself.
 	WritebackCache bool
+	// URing serves requests over io_uring, one queue per CPU, where the
+	// kernel allows it (uring.go); otherwise, or when not root, requests
+	// come through /dev/fuse as usual.
+	URing bool
 	// Debug logs every FUSE request and reply to Logger.
 	Debug bool
 	// Logger receives go-fuse's messages; nil means log.Default().
@@ -63,6 +69,7 @@ const (
 type Server struct {
 	fs     *FS
 	srv    *fuse.Server
+	uring  *uring // nil: every request comes through /dev/fuse
 	mnt    string
 	direct bool   // mounted with mount(2), not fusermount
 	dev    string // "major:minor" of the mount, as in mountinfo
@@ -124,16 +131,31 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 
 	s := &Server{fs: f, mnt: mnt}
 	if os.Geteuid() == 0 {
+		var u *uring
+		if o.URing && uringAvailable() == nil {
+			if u, err = newURing(fo.MaxWrite, f.log); err != nil {
+				f.log.Printf("agfs: not using io_uring: %v", err)
+			} else {
+				fo.ExtraCapabilities |= fuse.CAP_OVER_IO_URING
+			}
+		}
 		fd, err := s.mountDirect(o, fo.MaxWrite)
 		if err == nil {
 			s.direct = true
 			s.srv, err = fuse.NewServer(f, fmt.Sprintf("/dev/fd/%d", fd), fo)
 			if err != nil {
+				if u != nil {
+					u.abandon()
+				}
 				unix.Unmount(mnt, unix.MNT_DETACH)
 				unix.Close(fd)
 				return nil, fmt.Errorf("mount %s: %w", mnt, err)
 			}
+			s.startURing(u, fd, fo)
 			return s, nil
+		}
+		if u != nil {
+			u.abandon()
 		}
 		if !errors.Is(err, syscall.EPERM) {
 			return nil, fmt.Errorf("mount %s: %w", mnt, err)
@@ -252,7 +274,37 @@ func (s *Server) Serve() bool {
 	go s.tuneBDI()
 	addReaderProcs()
 	s.srv.Serve()
+	if s.uring != nil && !s.uring.wait(10*time.Second) {
+		s.fs.log.Printf("agfs: io_uring queues still busy 10 s after the connection ended")
+	}
 	return s.fs.drain()
+}
+
+// startURing puts u to work once INIT has agreed on io_uring: the rings
+// get their own descriptor of the connection (go-fuse closes its own when
+// Serve returns), and a ProtocolServer that has seen the same INIT.
+func (s *Server) startURing(u *uring, fd int, fo *fuse.MountOptions) {
+	if u == nil {
+		return
+	}
+	init := *s.srv.KernelSettings()
+	if init.Flags64()&fuse.CAP_OVER_IO_URING == 0 {
+		u.abandon()
+		return
+	}
+	ringFD, err := unix.Dup(fd)
+	if err != nil {
+		s.fs.log.Printf("agfs: not using io_uring: %v", err)
+		u.abandon()
+		refuseURing(fd)
+		return
+	}
+	ps := fuse.NewProtocolServer(s.fs, fo)
+	in := unsafe.Slice((*byte)(unsafe.Pointer(&init)), unsafe.Sizeof(init))
+	ps.HandleRequest([][]byte{in}, [][]byte{make([]byte, 4096)})
+	u.run(ringFD, ps)
+	s.uring = u
+	s.fs.ring.Store(u)
 }
 
 // readaheadKB is the kernel readahead of an agfs mount. A FUSE mount gets

@@ -30,7 +30,7 @@ func (f *FS) GetXAttr(cancel <-chan struct{}, h *fuse.InHeader, name string, des
 	}
 	defer f.leave()
 	if isStats(h.NodeId, name) {
-		return sized(f.core.Stats().AppendText(nil), dest)
+		return sized(f.ring.Load().appendStats(f.core.Stats().AppendText(nil)), dest)
 	}
 	if f.noACL(name) {
 		return 0, fuse.Status(syscall.EOPNOTSUPP)
