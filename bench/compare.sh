@@ -10,7 +10,10 @@
 #     and prints one markdown table of the medians:
 #
 #       agfs      bin/mount.agfs (built here with make) on a fresh image,
-#                 with its default options plus $AGFS_MOUNT_OPTS
+#                 with its default options plus $AGFS_MOUNT_OPTS; its
+#                 requests travel over io_uring when the fuse module
+#                 allows it (AGFS_MOUNT_OPTS=uring turns that on,
+#                 nouring compares without), and the report says which
 #       fuse2fs   e2fsprogs' fuse2fs over an ext4 image of the same size
 #                 (installed with apt-get when missing)
 #       loopback  go-fuse's example/loopback over a host directory: the cost
@@ -150,7 +153,10 @@ mount_fs() {
 	mnt[$f]=$m
 	local i
 	for i in $(seq 100); do
-		mountpoint -q "$m" && return
+		if mountpoint -q "$m"; then
+			[ "$f" = agfs ] && agfs_queues=$("$repo/bin/mount.agfs" --stats "$m" | awk '$1 == "fuse.uring_queues" { print $2 }')
+			return
+		fi
 		kill -0 "${pid[$f]}" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -340,6 +346,11 @@ report() {
 	results_header compare.sh
 	echo "median of $runs runs; $(nproc) CPUs; kernel $(uname -r); images $size;" \
 		"AGFS_MOUNT_OPTS='${AGFS_MOUNT_OPTS:-}'"
+	if [ "${agfs_queues:-0}" -gt 0 ]; then
+		echo "agfs requests over io_uring ($agfs_queues queues); fuse2fs and loopback over /dev/fuse"
+	elif [ -n "${agfs_queues:-}" ]; then
+		echo "every filesystem's requests over /dev/fuse"
+	fi
 	echo "load at start:${load_start#*load}"
 	echo "load at end:  ${load_end#*load}"
 	echo
