@@ -154,8 +154,10 @@ mount_fs() {
 	local i
 	for i in $(seq 100); do
 		if mountpoint -q "$m"; then
-			[ "$f" = agfs ] && agfs_queues=$("$repo/bin/mount.agfs" --stats "$m" | awk '$1 == "fuse.uring_queues" { print $2 }')
-			return
+			if [ "$f" = agfs ]; then
+				agfs_queues=$("$repo/bin/mount.agfs" --stats "$m" | awk '$1 == "fuse.uring_queues" { print $2 }')
+			fi
+			return 0
 		fi
 		kill -0 "${pid[$f]}" 2>/dev/null || break
 		sleep 0.1
