@@ -85,7 +85,7 @@ type uringQueue struct {
 	qid     int
 	ring    *iouring.Ring
 	hdrs    []byte // uringDepth headers, page-aligned
-	payload []byte // uringDepth payloads of payloadSize
+	payload []byte // uringDepth payloads of psize bytes
 	psize   int
 	iov     []unix.Iovec // two per entry: header, payload
 	efd     int          // eventfd of served-off-thread replies
@@ -202,17 +202,15 @@ func newURing(maxWrite int, logger *log.Logger) (*uring, error) {
 
 // appendStats appends the transport's counters to a stats text.
 func (u *uring) appendStats(b []byte) []byte {
+	var queues []*uringQueue
+	if u != nil {
+		queues = u.queues
+	}
 	var served uint64
-	if u != nil {
-		for _, q := range u.queues {
-			served += q.served.Load()
-		}
+	for _, q := range queues {
+		served += q.served.Load()
 	}
-	n := 0
-	if u != nil {
-		n = len(u.queues)
-	}
-	return fmt.Appendf(b, "fuse.uring_queues %d\nfuse.uring_requests %d\n", n, served)
+	return fmt.Appendf(b, "fuse.uring_queues %d\nfuse.uring_requests %d\n", len(queues), served)
 }
 
 // run registers every queue's entries with the kernel, after INIT: from
@@ -249,8 +247,10 @@ func (u *uring) wait(limit time.Duration) bool {
 // until the connection ends.
 func (q *uringQueue) thread(u *uring, setup chan<- error) {
 	defer u.done.Done()
-	runtime.LockOSThread() // the ring is bound to this thread (SINGLE_ISSUER)
-	defer runtime.UnlockOSThread()
+	// The ring is bound to this thread (SINGLE_ISSUER). The thread is
+	// never unlocked: it ends with the goroutine rather than going back to
+	// the runtime pinned to one CPU.
+	runtime.LockOSThread()
 	var cpus unix.CPUSet
 	cpus.Set(q.qid)
 	// Pinning is what keeps a request on its CPU; a CPU this process may
@@ -259,10 +259,10 @@ func (q *uringQueue) thread(u *uring, setup chan<- error) {
 
 	err := q.setup()
 	setup <- err
+	defer q.close()
 	if err != nil {
 		return
 	}
-	defer q.close()
 	ps, ok := <-u.start
 	if !ok {
 		return
@@ -305,11 +305,20 @@ func (q *uringQueue) setup() error {
 	return nil
 }
 
+// close frees what setup made, also when it stopped half-way.
 func (q *uringQueue) close() {
-	q.ring.Close()
-	unix.Close(q.efd)
-	unix.Munmap(q.hdrs)
-	unix.Munmap(q.payload)
+	if q.ring != nil {
+		q.ring.Close()
+	}
+	if q.efd > 0 {
+		unix.Close(q.efd)
+	}
+	if q.hdrs != nil {
+		unix.Munmap(q.hdrs)
+	}
+	if q.payload != nil {
+		unix.Munmap(q.payload)
+	}
 }
 
 func (q *uringQueue) header(i int) []byte {
