@@ -65,6 +65,16 @@ func TestPosixWritebackCache(t *testing.T) {
 	fusetest.Require(t)
 	img := fusetest.Format(t, "128M")
 	mnt := fusetest.Mount(t, img, "allow_other", "writeback_cache")
+	runPosixIn(t, mnt)
+	if err := fusetest.Unmount(mnt, img); err != nil {
+		t.Fatal(err)
+	}
+	fusetest.CheckClosed(t, img)
+}
+
+// runPosixIn runs every posixtest test on the one mount at mnt, each in a
+// subdirectory of its own.
+func runPosixIn(t *testing.T, mnt string) {
 	for _, name := range posixNames() {
 		t.Run(name, func(t *testing.T) {
 			if why, ok := invalid[name]; ok {
@@ -77,8 +87,4 @@ func TestPosixWritebackCache(t *testing.T) {
 			posixtest.All[name](t, dir)
 		})
 	}
-	if err := fusetest.Unmount(mnt, img); err != nil {
-		t.Fatal(err)
-	}
-	fusetest.CheckClosed(t, img)
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hanwen/go-fuse/v2/posixtest"
 	"golang.org/x/sys/unix"
 
 	"agfs/fs/fusefs"
@@ -59,18 +58,7 @@ func TestPosixURing(t *testing.T) {
 	if queues == 0 {
 		t.Fatalf("-o uring: no io_uring queue (possible CPUs %s); see the mount's log", strings.TrimSpace(string(b)))
 	}
-	for _, name := range posixNames() {
-		t.Run(name, func(t *testing.T) {
-			if why, ok := invalid[name]; ok {
-				t.Skip(why)
-			}
-			dir := filepath.Join(mnt, name)
-			if err := os.Mkdir(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			posixtest.All[name](t, dir)
-		})
-	}
+	runPosixIn(t, mnt)
 	if _, after := transportStats(t, mnt); after-before < 1000 {
 		t.Errorf("%d requests over io_uring during the suite; want thousands", after-before)
 	}
