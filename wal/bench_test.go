@@ -175,3 +175,20 @@ func BenchmarkStream(b *testing.B) {
 	b.Logf("stream %v: %d txs, %d checkpoints (%d blocks), %d space waits (longest %v), max commit %v, log head %d MiB",
 		el, txs.Load(), st.Checkpoints, st.CheckpointBlocks, st.SpaceWaits, st.MaxSpaceWait, st.MaxCommitStall, st.Head>>20)
 }
+
+// BenchmarkTxRead: a transaction's read of a cached block, the copy every
+// metadata lookup makes (clone).
+func BenchmarkTxRead(b *testing.B) {
+	e := benchEnv(b, 1<<20, 8)
+	l := e.open(Options{})
+	defer l.Close()
+	tx := l.Begin()
+	defer tx.Abort()
+	b.ReportAllocs()
+	b.SetBytes(int64(e.bs))
+	for i := 0; b.Loop(); i++ {
+		if _, err := tx.Read(uint64(1+i%8), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
