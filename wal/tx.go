@@ -65,20 +65,18 @@ func (t *Tx) Read(blk uint64, v Verifier) ([]byte, error) {
 		return nil, ErrTxDone
 	}
 	if b := t.blocks[blk]; b != nil {
-		return clone(b.data), nil
+		return slices.Clone(b.data), nil
 	}
+	// slices.Clone, unlike make and copy, does not clear the memory it
+	// then overwrites: every metadata read makes such a copy, and the
+	// clearing was 5.6% of the daemon's CPU samples in an unlink profile
+	// (Read 4%, Write 1.6%).
 	var out []byte
-	if err := t.l.read(blk, v, func(b []byte) { out = clone(b) }); err != nil {
+	if err := t.l.read(blk, v, func(b []byte) { out = slices.Clone(b) }); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
-
-// clone copies a block. Unlike make and copy, append does not clear the
-// memory it then overwrites: every metadata read makes such a copy, and
-// the clearing was 5.6% of the daemon's CPU samples in an unlink
-// profile (Read 4%, Write 1.6%).
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // block returns the private copy of blk, making it on the first change.
 func (t *Tx) block(blk uint64) (*txBlock, error) {
@@ -116,7 +114,7 @@ func (t *Tx) Write(blk uint64, off int, data []byte) error {
 			return fmt.Errorf("wal: %w", err)
 		}
 		var cur []byte
-		if err := t.l.read(blk, nil, func(b []byte) { cur = clone(b) }); err != nil {
+		if err := t.l.read(blk, nil, func(b []byte) { cur = slices.Clone(b) }); err != nil {
 			return err
 		}
 		b, _ := t.block(blk)
