@@ -69,7 +69,6 @@ const (
 type Server struct {
 	fs     *FS
 	srv    *fuse.Server
-	uring  *uring // nil: every request comes through /dev/fuse
 	mnt    string
 	direct bool   // mounted with mount(2), not fusermount
 	dev    string // "major:minor" of the mount, as in mountinfo
@@ -144,9 +143,7 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 			s.direct = true
 			s.srv, err = fuse.NewServer(f, fmt.Sprintf("/dev/fd/%d", fd), fo)
 			if err != nil {
-				if u != nil {
-					u.abandon()
-				}
+				u.abandon()
 				unix.Unmount(mnt, unix.MNT_DETACH)
 				unix.Close(fd)
 				return nil, fmt.Errorf("mount %s: %w", mnt, err)
@@ -154,9 +151,7 @@ func Mount(f *FS, mnt string, o MountOptions) (*Server, error) {
 			s.startURing(u, fd, fo)
 			return s, nil
 		}
-		if u != nil {
-			u.abandon()
-		}
+		u.abandon()
 		if !errors.Is(err, syscall.EPERM) {
 			return nil, fmt.Errorf("mount %s: %w", mnt, err)
 		}
@@ -274,7 +269,7 @@ func (s *Server) Serve() bool {
 	go s.tuneBDI()
 	addReaderProcs()
 	s.srv.Serve()
-	if s.uring != nil && !s.uring.wait(10*time.Second) {
+	if u := s.fs.ring.Load(); u != nil && !u.wait(10*time.Second) {
 		s.fs.log.Printf("agfs: io_uring queues still busy 10 s after the connection ended")
 	}
 	return s.fs.drain()
@@ -303,7 +298,6 @@ func (s *Server) startURing(u *uring, fd int, fo *fuse.MountOptions) {
 	in := unsafe.Slice((*byte)(unsafe.Pointer(&init)), unsafe.Sizeof(init))
 	ps.HandleRequest([][]byte{in}, [][]byte{make([]byte, 4096)})
 	u.run(ringFD, ps)
-	s.uring = u
 	s.fs.ring.Store(u)
 }
 

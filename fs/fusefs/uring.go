@@ -80,6 +80,10 @@ const (
 	uringParallelRead = 64 << 10
 )
 
+// eventfdOne is what a write adds to an eventfd's counter: 1, as a
+// native-endian uint64.
+var eventfdOne = binary.NativeEndian.AppendUint64(nil, 1)
+
 // uringQueue serves the requests the kernel queues for one CPU.
 type uringQueue struct {
 	qid     int
@@ -114,25 +118,30 @@ const enableURingParam = "/sys/module/fuse/parameters/enable_uring"
 // uringAvailable reports why FUSE over io_uring cannot be used here, or
 // nil.
 func uringAvailable() error {
+	on, err := uringSwitch()
+	if err == nil && !on {
+		err = fmt.Errorf("FUSE over io_uring is off (%s is N)", enableURingParam)
+	}
+	return err
+}
+
+// uringSwitch reads the fuse module's enable_uring; an error means the
+// kernel has no FUSE over io_uring.
+func uringSwitch() (bool, error) {
 	b, err := os.ReadFile(enableURingParam)
 	if err != nil {
-		return errors.New("this kernel has no FUSE over io_uring (Linux 6.14+ with CONFIG_FUSE_IO_URING)")
+		return false, errors.New("this kernel has no FUSE over io_uring (Linux 6.14+ with CONFIG_FUSE_IO_URING)")
 	}
-	if strings.TrimSpace(string(b)) != "Y" {
-		return fmt.Errorf("FUSE over io_uring is off (%s is N)", enableURingParam)
-	}
-	return nil
+	return strings.TrimSpace(string(b)) == "Y", nil
 }
 
 // EnableURing turns on the kernel's FUSE over io_uring if it is off
 // (root only). It lets FUSE servers that ask for io_uring use it and
 // changes nothing for the others.
 func EnableURing() error {
-	if uringAvailable() == nil {
-		return nil
-	}
-	if _, err := os.Stat(enableURingParam); err != nil {
-		return uringAvailable()
+	on, err := uringSwitch()
+	if err != nil || on {
+		return err
 	}
 	if err := os.WriteFile(enableURingParam, []byte("Y"), 0); err != nil {
 		return fmt.Errorf("turning on FUSE over io_uring: %w", err)
@@ -222,8 +231,12 @@ func (u *uring) run(fuseFD int, ps *fuse.ProtocolServer) {
 	}
 }
 
-// abandon ends the queues' threads without registering anything.
+// abandon ends the queues' threads without registering anything; on nil
+// it does nothing.
 func (u *uring) abandon() {
+	if u == nil {
+		return
+	}
 	close(u.start)
 	u.done.Wait()
 }
@@ -417,7 +430,7 @@ func (q *uringQueue) complete(c iouring.CQE) {
 			go func() {
 				q.handle(i)
 				q.ready <- i
-				unix.Write(q.efd, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+				unix.Write(q.efd, eventfdOne)
 			}()
 			return
 		}
