@@ -11,7 +11,7 @@ import (
 // reclaim frees inode n, which has no link left and no reference but the
 // reclaimer's pin (idle set reclaiming and took that pin): its data blocks
 // (in batches, one transaction each, while it stays on the orphan list),
-// then in one last transaction its directory index, its attributes, its
+// and with the last batch its directory index, its attributes, its
 // orphan-list entry and the inode itself. It drops the pin at the end.
 func (f *FS) reclaim(n *inode) error {
 	err := f.free(n)
@@ -45,47 +45,52 @@ func (f *FS) free(n *inode) error {
 	if n.gone.Load() || n.d.Nlink != 0 {
 		return nil
 	}
-	if n.d.DataFormat != layout.DataInline && isReg(n.d.Mode) {
-		if err := f.setSize(n, 0, nil); err != nil {
+	// Data blocks go freeBatch extents per transaction; the transaction
+	// that frees the last of them frees the rest too, so a file of a few
+	// extents (every symlink with a target in a block among them: no
+	// crash leaves one of 0 bytes on the orphan list for fsck to find)
+	// goes in one transaction.
+	for done := false; !done; {
+		_, err := f.run(func(o *op) error {
+			done = false // run may call this again
+			w := o.w(n)
+			if w.DataFormat != layout.DataInline && (isReg(w.Mode) || isLnk(w.Mode)) {
+				more, err := o.truncate(n, w, 0, freeBatch)
+				if err != nil || more {
+					return err
+				}
+			}
+			if isDir(w.Mode) {
+				d, err := o.openDir(n)
+				if err != nil {
+					return err
+				}
+				if err := d.Destroy(); err != nil {
+					return err
+				}
+				delete(o.dirs, n)
+			}
+			if w.XattrBlock != 0 {
+				s, err := f.openXattr(o.tx, n.ino, w, &treeAlloc{o, w})
+				if err != nil {
+					return err
+				}
+				if err := s.Destroy(); err != nil {
+					return err
+				}
+			}
+			if w.Blocks != 0 {
+				return corruptf("inode %d: %d blocks left after freeing everything", n.ino, w.Blocks)
+			}
+			o.freeInode(n, w, true)
+			done = true
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 	}
-	_, err := f.run(func(o *op) error {
-		w := o.w(n)
-		if isLnk(w.Mode) && w.DataFormat != layout.DataInline {
-			// A target in data blocks (one extent: at most MaxSymlink
-			// bytes) goes with the inode, so that no crash leaves a
-			// symlink of 0 bytes on the orphan list for fsck to find.
-			if _, err := o.truncate(n, w, 0, 0); err != nil {
-				return err
-			}
-		}
-		if isDir(w.Mode) {
-			d, err := o.openDir(n)
-			if err != nil {
-				return err
-			}
-			if err := d.Destroy(); err != nil {
-				return err
-			}
-			delete(o.dirs, n)
-		}
-		if w.XattrBlock != 0 {
-			s, err := f.openXattr(o.tx, n.ino, w, &treeAlloc{o, w})
-			if err != nil {
-				return err
-			}
-			if err := s.Destroy(); err != nil {
-				return err
-			}
-		}
-		if w.Blocks != 0 {
-			return corruptf("inode %d: %d blocks left after freeing everything", n.ino, w.Blocks)
-		}
-		o.freeInode(n, w, true)
-		return nil
-	})
-	return err
+	return nil
 }
 
 // processOrphans reclaims every inode on the AGs' on-disk orphan lists
