@@ -354,6 +354,7 @@ type Stats struct {
 	LockRetries     uint64 // operations run again to take AG locks in order
 	ReuseCheckpoint uint64 // checkpoints forced before reusing a freed tree node for data
 	OrphansAtOpen   int    // on-disk orphans reclaimed by Open
+	Log             wal.Stats
 	Scan            orphan.Stats
 }
 
@@ -367,7 +368,7 @@ func (f *FS) Stats() Stats {
 		s.mu.Unlock()
 	}
 	st := Stats{Inodes: n, DataFlushes: f.dataFlushes(), LockRetries: f.retries.Load(),
-		ReuseCheckpoint: f.reuseCkpts.Load(), OrphansAtOpen: f.Orphans}
+		ReuseCheckpoint: f.reuseCkpts.Load(), OrphansAtOpen: f.Orphans, Log: f.log.Stats()}
 	if f.scanner != nil {
 		st.Scan = f.scanner.Stats()
 	}

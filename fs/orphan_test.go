@@ -107,6 +107,101 @@ func TestOrphanOnClose(t *testing.T) {
 	}
 }
 
+// TestTimesOfUnlinked: the kernel's time flush after an unlink (writeback
+// cache) costs no transaction while nothing has the file open, and is kept
+// like any other change while something does.
+func TestTimesOfUnlinked(t *testing.T) {
+	e := newEnv(t, 64<<20, layoutDefault)
+	free0 := e.f.StatFS()
+	times := fs.SetAttr{Valid: fs.SetMtime | fs.SetCtime, Mtime: 1e18, Ctime: 2e18}
+	commits := func() uint64 { return e.f.Stats().Log.Commits }
+	for _, open := range []bool{false, true} {
+		f := e.mknod(root, "f")
+		e.write(f, pattern(100000, 1), 0)
+		e.f.Ref(f) // the kernel's reference, dropped by Forget
+		if open {
+			if err := e.f.OpenFile(f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.f.Unlink(root, "f"); err != nil {
+			t.Fatal(err)
+		}
+		c0 := commits()
+		a, err := e.f.SetAttr(f, times)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Mtime != times.Mtime || a.Ctime != times.Ctime || a.Nlink != 0 || a.Size != 100000 {
+			t.Fatalf("open %v: reply %+v", open, a)
+		}
+		want := uint64(0)
+		if open {
+			want = 1
+		}
+		if got := commits() - c0; got != want {
+			t.Fatalf("open %v: %d commits for the times, want %d", open, got, want)
+		}
+		if got := e.attr(f); open && (got.Mtime != times.Mtime || got.Ctime != times.Ctime) {
+			t.Fatalf("times of an open unlinked file not kept: %+v", got)
+		}
+		// Anything but times still goes through a transaction.
+		if _, err := e.f.SetAttr(f, fs.SetAttr{Valid: fs.SetMode, Mode: 0600}); err != nil {
+			t.Fatal(err)
+		}
+		if got := commits() - c0; got != want+1 {
+			t.Fatalf("open %v: chmod made %d commits in all, want %d", open, got, want+1)
+		}
+		if open {
+			e.f.Release(f)
+		}
+		c1 := commits()
+		e.f.Forget(f, 1)
+		if got := commits() - c1; got != 1 {
+			t.Fatalf("open %v: reclaiming a file of one extent took %d transactions", open, got)
+		}
+		if _, err := e.f.GetAttr(f); err == nil {
+			t.Fatalf("open %v: inode still there after the last reference", open)
+		}
+		e.deep()
+	}
+	if st := e.f.StatFS(); st.Bfree != free0.Bfree || st.Ffree != free0.Ffree {
+		t.Fatalf("space not back: %+v vs %+v", st, free0)
+	}
+}
+
+// TestReclaimManyExtents: a file of more extents than one transaction
+// frees is reclaimed in several, and all of its space comes back.
+func TestReclaimManyExtents(t *testing.T) {
+	e := newEnv(t, 64<<20, layoutDefault)
+	free0 := e.f.StatFS()
+	f := e.mknod(root, "f")
+	const extents = 1100 // over two batches of freeBatch (512)
+	for i := range extents {
+		e.write(f, pattern(4096, byte(i)), int64(2*i)*4096) // a hole after each block
+	}
+	ext, _, err := e.f.Extents(f)
+	if err != nil || len(ext) != extents {
+		t.Fatalf("%d extents, %v", len(ext), err)
+	}
+	e.f.Ref(f)
+	if err := e.f.Unlink(root, "f"); err != nil {
+		t.Fatal(err)
+	}
+	c0 := e.f.Stats().Log.Commits
+	e.f.Forget(f, 1)
+	if got := e.f.Stats().Log.Commits - c0; got != 3 {
+		t.Fatalf("reclaim took %d transactions, want 3", got)
+	}
+	if _, err := e.f.GetAttr(f); err == nil {
+		t.Fatal("inode still there after the last reference")
+	}
+	if st := e.f.StatFS(); st.Bfree != free0.Bfree || st.Ffree != free0.Ffree {
+		t.Fatalf("space not back: %+v vs %+v", st, free0)
+	}
+	e.deep()
+}
+
 func TestReadOnly(t *testing.T) {
 	e := newEnv(t, 64<<20, layoutDefault)
 	f := e.mknod(root, "f")

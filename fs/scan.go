@@ -404,5 +404,7 @@ func (f *FS) unname(w *orphan.Watch, n *inode) (orphan.Outcome, error) {
 func (s Stats) AppendText(b []byte) []byte {
 	b = fmt.Appendf(b, "inodes_in_memory %d\ndata_flushes %d\nlock_retries %d\nreuse_checkpoints %d\n",
 		s.Inodes, s.DataFlushes, s.LockRetries, s.ReuseCheckpoint)
+	b = fmt.Appendf(b, "log.commits %d\nlog.bytes_logged %d\nlog.flushes %d\nlog.checkpoints %d\nlog.cache_hits %d\nlog.cache_misses %d\n",
+		s.Log.Commits, s.Log.BytesLogged, s.Log.Flushes, s.Log.Checkpoints, s.Log.CacheHits, s.Log.CacheMisses)
 	return s.Scan.AppendText(b)
 }
