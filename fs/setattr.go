@@ -83,8 +83,8 @@ func (f *FS) SetAttr(ino uint64, s SetAttr) (Attr, error) {
 		// Only times, of an inode no name and no open file reaches: the
 		// kernel flushes them right after it unlinks a file (writeback
 		// cache), and nobody can look at them again before the inode is
-		// freed. A transaction for them would be a third of the cost of
-		// rm -rf; the reply still carries them.
+		// freed. rm -rf would otherwise pay a transaction per file for
+		// them; the reply still carries them.
 		res := n.d
 		s.setTimes(&res, time.Now().UnixNano())
 		return f.attr(ino, &res), nil
