@@ -430,7 +430,19 @@ func (l *Log) Read(blk uint64, v Verifier, dst []byte) error {
 	if len(dst) != int(l.g.bs) {
 		return fmt.Errorf("wal: read: block %d: buffer of %d bytes, block size %d", blk, len(dst), l.g.bs)
 	}
-	return l.read(blk, v, func(b []byte) { copy(dst, b) })
+	b, err := l.view(blk, v)
+	if err != nil {
+		return err
+	}
+	copy(dst, b)
+	return nil
+}
+
+// View returns the committed content of blk like Read, without a copy:
+// the slice is shared and must not be changed. It never changes either,
+// but a later commit may make it stale.
+func (l *Log) View(blk uint64, v Verifier) ([]byte, error) {
+	return l.view(blk, v)
 }
 
 // checkpointer runs background checkpoints.
@@ -483,9 +495,8 @@ func (l *Log) checkpoint() error {
 	l.c.mu.Lock()
 	copies := make([]ckptBlock, 0, len(l.c.dirty))
 	for _, e := range l.c.dirty {
-		// A reference is enough here: commits replace a cached block's
-		// buffer rather than change it, and the only change made in place
-		// (the header stamp below) belongs to this checkpoint.
+		// A reference is enough here: commits and checkpoints replace a
+		// cached block's buffer rather than change it.
 		copies = append(copies, ckptBlock{blk: e.blk, lsn: e.lsn, data: e.data})
 	}
 	l.c.mu.Unlock()
@@ -535,8 +546,9 @@ func (l *Log) checkpoint() error {
 		if e == nil || !e.dirty || e.lsn != cb.lsn {
 			continue
 		}
-		// The cached copy now equals the home copy, header included.
-		copy(e.data[layout.OffLSN:layout.OffChecksum+8], cb.data[layout.OffLSN:layout.OffChecksum+8])
+		// The cached copy now equals the home copy, header included. A
+		// new buffer, since readers may hold the old one (view).
+		e.data = slices.Clone(cb.data)
 		l.c.setClean(e)
 	}
 	l.c.evict()

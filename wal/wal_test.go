@@ -213,6 +213,71 @@ func TestCommitReadYourWrites(t *testing.T) {
 	}
 }
 
+// TestViewShared: View hands out the cache's own bytes, which neither
+// commits nor checkpoints change (they replace them), and a block the
+// transaction changed as a copy that its later writes leave alone.
+// CheckCache catches a reader that writes into a view.
+func TestViewShared(t *testing.T) {
+	e := newEnv(t, 4096, 64, 32, 16)
+	e.mkfs(1, 2)
+	l := e.open(Options{})
+	tx := l.Begin()
+	v1, err := tx.View(1, e.verify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := l.View(1, e.verify); &again[0] != &v1[0] {
+		t.Fatal("View of a cached block made a copy")
+	}
+	if err := tx.Write(1, 100, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	mine, err := tx.View(1, e.verify)
+	if err != nil || string(mine[100:103]) != "new" {
+		t.Fatalf("View does not show the transaction's write: %v", err)
+	}
+	if err := tx.Write(1, 100, []byte("NEW")); err != nil {
+		t.Fatal(err)
+	}
+	if string(mine[100:103]) != "new" {
+		t.Fatal("a later write changed the view of a block the transaction had changed")
+	}
+	if _, err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if v1[100] != 0 {
+		t.Fatal("a commit changed bytes handed out by View")
+	}
+	committed, err := l.View(1, e.verify)
+	if err != nil || string(committed[100:103]) != "NEW" {
+		t.Fatalf("committed content: %q %v", committed[100:103], err)
+	}
+	if err := l.Checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	if layout.ReadHeader(committed).LSN != 0 {
+		t.Fatal("the checkpoint stamped the LSN into bytes handed out by View")
+	}
+	if home, _ := l.View(1, e.verify); layout.ReadHeader(home).LSN == 0 {
+		t.Fatal("the cache does not show the checkpoint's header")
+	}
+	if err := l.CheckCache(nil); err != nil {
+		t.Fatalf("clean cache: %v", err)
+	}
+	v2, err := l.View(2, e.verify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2[200] = 1 // what no reader may do
+	if err := l.CheckCache(nil); err == nil {
+		t.Fatal("CheckCache missed a changed view")
+	}
+	v2[200] = 0
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestAbortAndDefer(t *testing.T) {
 	e := newEnv(t, 4096, 64, 32, 16)
 	e.mkfs(1)
