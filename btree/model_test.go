@@ -248,6 +248,9 @@ func runModel(t *testing.T, bs, ops int, seed uint64) {
 		}
 		// End of batch: commit, sometimes reopen the log, check everything.
 		e.Commit(tx)
+		if err := e.Log.CheckCache(nil); err != nil {
+			t.Fatalf("after %d ops: %v", done, err) // a node changed in place
+		}
 		if r.IntN(8) == 0 {
 			e.Reopen()
 			reopens++

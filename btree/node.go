@@ -80,7 +80,7 @@ type span struct{ lo, hi int }
 // package wrote it.
 type node struct {
 	blk   uint64
-	b     []byte // current content
+	b     []byte // current content: shared (wal.Tx.View) until prep copies it
 	orig  []byte // content before the operation's first change; nil if none yet
 	fresh bool   // allocated by this operation: logged whole with Init
 	freed bool   // freed by this operation: not written
@@ -163,10 +163,14 @@ func (n *node) childIndex(k []byte) int {
 
 // ---- changes ----
 
-// prep saves the content before the first change of the operation.
+// prep is called before every change: the first of the operation keeps
+// the content read as orig and changes a private copy, since what the
+// transaction handed out is shared with the cache and other readers.
+// Slices of entries taken before it still show the old content.
 func (n *node) prep() {
 	if n.orig == nil && !n.fresh {
-		n.orig = slices.Clone(n.b)
+		n.orig = n.b
+		n.b = slices.Clone(n.b)
 	}
 }
 

@@ -155,7 +155,8 @@ func (t *Tree) Depth() (int, error) {
 	return le16(b[offLevel:]) + 1, nil
 }
 
-// read returns the transaction's view of blk, checked: fully by the
+// read returns the transaction's view of blk (wal.Tx.View: shared, not to
+// be changed; node.prep copies it before a change), checked: fully by the
 // verifier when it comes from the device, and cheaply (identity, level,
 // slot bounds) always. level −1 accepts any level.
 func (t *Tree) read(blk uint64, level int) ([]byte, error) {
@@ -166,7 +167,7 @@ func (t *Tree) read(blk uint64, level int) ([]byte, error) {
 	if blk == 0 {
 		return nil, corrupt(blk, t.cfg.Owner, "reference to block 0")
 	}
-	b, err := t.tx.Read(blk, t.vfy)
+	b, err := t.tx.View(blk, t.vfy)
 	if err != nil {
 		if errors.Is(err, layout.ErrCorrupt) {
 			return nil, err // the verifier named the node and owner

@@ -23,13 +23,18 @@ import (
 //     inodes = reachable inodes + orphans, so nothing leaks.
 func (f *FS) Deep() error {
 	c := &deepCheck{f: f, owner: map[uint64]uint64{}, names: map[uint64]uint32{}, seen: map[uint64]bool{},
-		usedByAG: make([]uint64, f.g.AGCount), inosByAG: make([]uint64, f.g.AGCount)}
-	return c.run()
+		usedByAG: make([]uint64, f.g.AGCount), inosByAG: make([]uint64, f.g.AGCount), data: map[uint64]bool{}}
+	if err := c.run(); err != nil {
+		return err
+	}
+	// Metadata only: see CheckCache.
+	return f.log.CheckCache(func(b uint64) bool { return !c.data[b] && (c.owner[b] != 0 || c.bitSet(b)) })
 }
 
 type deepCheck struct {
 	f        *FS
 	owner    map[uint64]uint64 // block → inode
+	data     map[uint64]bool   // file data blocks
 	names    map[uint64]uint32 // inode → names found (non-directories)
 	seen     map[uint64]bool
 	usedByAG []uint64
@@ -219,6 +224,9 @@ func (c *deepCheck) inode(ino uint64, d *layout.Inode) {
 			}
 			prevEnd = extEnd(e)
 			own(e.Physical, uint64(e.Len), "data")
+			for b := e.Physical; b < e.Physical+uint64(e.Len); b++ {
+				c.data[b] = true
+			}
 		}
 		if !isReg(d.Mode) && !isLnk(d.Mode) && len(ext) > 0 {
 			c.fail("inode %d: mode %#o with extents", ino, d.Mode)

@@ -91,12 +91,11 @@ func allZero(b []byte) bool {
 func (f *FS) readSlot(ino uint64) (layout.Inode, error) {
 	var d layout.Inode
 	blk, off := f.slot(ino)
-	bp := f.bounce.Get().(*[]byte)
-	defer f.bounce.Put(bp)
-	if err := f.log.Read(blk, f.tableVerifier, *bp); err != nil {
+	b, err := f.log.View(blk, f.tableVerifier)
+	if err != nil {
 		return d, err
 	}
-	if err := d.Decode((*bp)[off : off+layout.InodeSize]); err != nil {
+	if err := d.Decode(b[off : off+layout.InodeSize]); err != nil {
 		return d, fmt.Errorf("inode %d: %w", ino, err)
 	}
 	return d, nil
