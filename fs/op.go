@@ -279,7 +279,7 @@ func (o *op) newInode(parent uint64, dirInode bool) (*inode, *layout.Inode, erro
 func (o *op) enterInode(ino uint64) (*inode, *layout.Inode, error) {
 	f := o.f
 	blk, off := f.slot(ino)
-	b, err := o.tx.Read(blk, f.tableVerifier)
+	b, err := o.tx.View(blk, f.tableVerifier)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -586,7 +586,7 @@ func (o *op) agWork() error {
 func (o *op) editOrphans(a uint32, ops []orphOp) error {
 	f := o.f
 	hblk := f.g.AGHeaderBlock(a)
-	hdr, err := o.tx.Read(hblk, func(blk uint64, b []byte) error {
+	hdr, err := o.tx.View(hblk, func(blk uint64, b []byte) error {
 		_, err := layout.DecodeAGHeader(b, f.g, f.seed, a)
 		return err
 	})
@@ -606,7 +606,7 @@ func (o *op) editOrphans(a uint32, ops []orphOp) error {
 			return 0, corruptf("ag %d: orphan list names inode %d, which is no inode", a, ino)
 		}
 		blk, off := f.slot(ino)
-		b, err := o.tx.Read(blk, f.tableVerifier)
+		b, err := o.tx.View(blk, f.tableVerifier)
 		if err != nil {
 			return 0, err
 		}
