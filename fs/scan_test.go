@@ -110,8 +110,10 @@ func TestScanReclaimsPlantedLeak(t *testing.T) {
 			t.Fatalf("tree file block %d changed", i)
 		}
 	}
-	text := string(e.f.Stats().AppendText(nil))
-	for _, want := range []string{"scan.enabled 1\n", "scan.reclaimed_unowned_blocks 1\n", "scan.reclaimed_unnamed_inodes 1\n"} {
+	stats := e.f.Stats()
+	text := string(stats.AppendText(nil))
+	for _, want := range []string{"scan.enabled 1\n", "scan.reclaimed_unowned_blocks 1\n", "scan.reclaimed_unnamed_inodes 1\n",
+		fmt.Sprintf("log.commits %d\n", stats.Log.Commits), fmt.Sprintf("log.cache_hits %d\n", stats.Log.CacheHits)} {
 		if !strings.Contains(text, want) {
 			t.Fatalf("stats text lacks %q:\n%s", want, text)
 		}

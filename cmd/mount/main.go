@@ -115,11 +115,14 @@ MOUNT OPTIONS
 
 STATISTICS
     mount.agfs --stats MOUNTPOINT prints the counters of a live mount, one
-    "NAME VALUE" per line: inodes in memory, log and allocation counters,
-    and the orphan scanner's (scan.*: passes, inodes scanned, orphans found
-    and reclaimed by kind, reclaimed_at_mount for the files unlinked while
-    open that the mount itself reclaimed). They are the value of the
-    read-only attribute agfs.stats of the mount's root, so
+    "NAME VALUE" per line: inodes in memory, allocation counters, the
+    log's (log.*: transactions committed, bytes logged, device flushes,
+    checkpoints, metadata cache hits and misses), the orphan scanner's
+    (scan.*: passes, inodes scanned, orphans found and reclaimed by kind,
+    reclaimed_at_mount for the files unlinked while open that the mount
+    itself reclaimed) and the io_uring queues' (fuse.uring_queues, 0 when
+    requests come through /dev/fuse, and fuse.uring_requests). They are
+    the value of the read-only attribute agfs.stats of the mount's root, so
     getfattr --only-values -n agfs.stats MOUNTPOINT shows them too.
 
 EXIT STATUS
