@@ -108,12 +108,12 @@ func TestOrphanOnClose(t *testing.T) {
 }
 
 // TestTimesOfUnlinked: the kernel's time flush after an unlink (writeback
-// cache) costs no transaction while nothing has the file open, and is kept
-// like any other change while something does.
+// cache: its ctime, the mtime agfs has) costs no transaction while nothing
+// has the file open, and is kept like any other change while something
+// does. A real change of times is always kept.
 func TestTimesOfUnlinked(t *testing.T) {
 	e := newEnv(t, 64<<20, layoutDefault)
 	free0 := e.f.StatFS()
-	times := fs.SetAttr{Valid: fs.SetMtime | fs.SetCtime, Mtime: 1e18, Ctime: 2e18}
 	commits := func() uint64 { return e.f.Stats().Log.Commits }
 	for _, open := range []bool{false, true} {
 		f := e.mknod(root, "f")
@@ -127,12 +127,13 @@ func TestTimesOfUnlinked(t *testing.T) {
 		if err := e.f.Unlink(root, "f"); err != nil {
 			t.Fatal(err)
 		}
+		flush := fs.SetAttr{Valid: fs.SetMtime | fs.SetCtime, Mtime: e.attr(f).Mtime, Ctime: 2e18}
 		c0 := commits()
-		a, err := e.f.SetAttr(f, times)
+		a, err := e.f.SetAttr(f, flush)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a.Mtime != times.Mtime || a.Ctime != times.Ctime || a.Nlink != 0 || a.Size != 100000 {
+		if a.Mtime != flush.Mtime || a.Ctime != flush.Ctime || a.Nlink != 0 || a.Size != 100000 {
 			t.Fatalf("open %v: reply %+v", open, a)
 		}
 		want := uint64(0)
@@ -140,17 +141,24 @@ func TestTimesOfUnlinked(t *testing.T) {
 			want = 1
 		}
 		if got := commits() - c0; got != want {
-			t.Fatalf("open %v: %d commits for the times, want %d", open, got, want)
+			t.Fatalf("open %v: %d commits for the time flush, want %d", open, got, want)
 		}
-		if got := e.attr(f); open && (got.Mtime != times.Mtime || got.Ctime != times.Ctime) {
-			t.Fatalf("times of an open unlinked file not kept: %+v", got)
+		if got := e.attr(f); open && got.Ctime != flush.Ctime {
+			t.Fatalf("ctime of an open unlinked file not kept: %+v", got)
 		}
-		// Anything but times still goes through a transaction.
+		// A new mtime, or anything but times, goes through a transaction.
+		touch := fs.SetAttr{Valid: fs.SetMtime | fs.SetCtime, Mtime: 1e18, Ctime: 2e18}
+		if a, err := e.f.SetAttr(f, touch); err != nil || a.Mtime != touch.Mtime {
+			t.Fatalf("open %v: utimens: %+v %v", open, a, err)
+		}
+		if got := e.attr(f); got.Mtime != touch.Mtime {
+			t.Fatalf("open %v: mtime of an unlinked file not kept: %+v", open, got)
+		}
 		if _, err := e.f.SetAttr(f, fs.SetAttr{Valid: fs.SetMode, Mode: 0600}); err != nil {
 			t.Fatal(err)
 		}
-		if got := commits() - c0; got != want+1 {
-			t.Fatalf("open %v: chmod made %d commits in all, want %d", open, got, want+1)
+		if got := commits() - c0; got != want+2 {
+			t.Fatalf("open %v: utimens and chmod made %d commits in all, want %d", open, got, want+2)
 		}
 		if open {
 			e.f.Release(f)
