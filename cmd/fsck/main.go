@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"agfs/cmd/internal/cli"
+	"agfs/cmd/internal/device"
 	"agfs/disk"
 	"agfs/fsck"
 	"agfs/layout"
@@ -105,12 +106,17 @@ func run(args []string, out io.Writer) (int, error) {
 		mode = fsck.Preen
 	}
 	path := fl.Arg(0)
-	if at, err := mountedAt("/proc/self/mountinfo", path); err != nil {
-		return 0, err
-	} else if at != "" {
-		return 0, fmt.Errorf("%s is mounted on %s: unmount it first", path, at)
+	mounted := func() error {
+		if at, err := mountedAt("/proc/self/mountinfo", path); err != nil {
+			return err
+		} else if at != "" {
+			return fmt.Errorf("%s is mounted on %s: unmount it first", path, at)
+		}
+		return nil
 	}
-	dev, err := disk.Open(path, disk.Options{ReadOnly: mode == fsck.NoChange})
+	// Right after an unmount the agfs daemon may still be closing the
+	// device: Open waits for it.
+	dev, err := device.Open(path, disk.Options{ReadOnly: mode == fsck.NoChange}, mounted, nil)
 	if err != nil {
 		return 0, err
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"agfs/cmd/internal/cli"
+	"agfs/cmd/internal/device"
 	"agfs/disk"
 	"agfs/layout"
 	"agfs/mkfs"
@@ -110,7 +111,7 @@ func run(args []string, out io.Writer) error {
 		}
 	}
 
-	dev, err := disk.Open(path, disk.Options{ReadOnly: *dryRun})
+	dev, err := device.Open(path, disk.Options{ReadOnly: *dryRun}, nil, nil) // waits for an agfs daemon closing it
 	if err != nil {
 		return err
 	}

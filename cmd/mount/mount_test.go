@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"agfs/cmd/internal/device"
 	"agfs/disk"
 	"agfs/fs/fusefs/fusetest"
 	"agfs/layout"
@@ -287,7 +288,7 @@ func TestDaemon(t *testing.T) {
 	fusetest.Require(t)
 	img := fusetest.Format(t, "64M")
 	fusetest.Mount(t, img)
-	holder, daemon := lockHolder(img)
+	holder, daemon := device.Holder(img)
 	if !daemon {
 		t.Fatalf("the image is held by %q, not by an agfs daemon", holder)
 	}

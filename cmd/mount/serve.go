@@ -7,11 +7,10 @@ import (
 	"log"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
-	"time"
 
+	"agfs/cmd/internal/device"
 	"agfs/disk"
 	"agfs/fs"
 	"agfs/fs/fusefs"
@@ -116,59 +115,17 @@ func checkMountPoint(mnt string) error {
 	return nil
 }
 
-// busyWait is how long a mount waits for an agfs daemon that still holds
-// the device after its unmount (it is writing its last checkpoint).
-const busyWait = 60 * time.Second
-
 // openDevice opens and locks the device, refusing one that is mounted or
 // held by another program.
 func openDevice(c *config) (*disk.File, error) {
-	if at := fusefs.MountedAt(c.device); len(at) > 0 {
-		return nil, fmt.Errorf("%s is already mounted on %s", c.device, at[0])
-	}
-	start := time.Now()
-	for {
-		dev, err := disk.Open(c.device, disk.Options{ReadOnly: c.fs.ReadOnly, Direct: true})
-		if err == nil {
-			return dev, nil
-		}
-		if !errors.Is(err, disk.ErrBusy) {
-			return nil, fmt.Errorf("%s: %w", c.device, deviceError(c.device, err))
-		}
+	mounted := func() error {
 		if at := fusefs.MountedAt(c.device); len(at) > 0 {
-			return nil, fmt.Errorf("%s is already mounted on %s", c.device, at[0])
+			return fmt.Errorf("%s is already mounted on %s", c.device, at[0])
 		}
-		// An agfs daemon finishing an unmount is waited for; another
-		// program is not. A holder not found may just have let go (or be
-		// out of sight: O_EXCL on a block device): try again briefly.
-		holder, closing := lockHolder(c.device)
-		waited := time.Since(start)
-		switch {
-		case closing && waited < busyWait:
-			verbosef(c, "waiting for %s to release %s", holder, c.device)
-		case holder == "" && waited < unknownWait:
-		case holder != "":
-			return nil, fmt.Errorf("%s is in use by %s", c.device, holder)
-		default:
-			return nil, fmt.Errorf("%s is in use by another program", c.device)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
 	}
-}
-
-// unknownWait is how long a device held by an unknown process is retried.
-const unknownWait = 2 * time.Second
-
-// deviceError strips the disk package's "disk: open PATH: " prefix, which
-// the caller's message repeats.
-func deviceError(path string, err error) error {
-	msg := err.Error()
-	for _, p := range []string{"disk: open " + path + ": ", "disk: " + path + ": "} {
-		if m, ok := strings.CutPrefix(msg, p); ok {
-			return errors.New(m)
-		}
-	}
-	return err
+	verbose := func(format string, a ...any) { verbosef(c, format, a...) }
+	return device.Open(c.device, disk.Options{ReadOnly: c.fs.ReadOnly, Direct: true}, mounted, verbose)
 }
 
 // identify refuses a device that does not hold agfs, saying what it holds.

@@ -1,4 +1,4 @@
-package main
+package device
 
 import (
 	"bufio"
@@ -10,10 +10,10 @@ import (
 	"syscall"
 )
 
-// lockHolder names the process holding a lock on path ("pid N (name)"),
-// from /proc/locks, and reports whether it is an agfs mount daemon, which
+// Holder names the process holding a lock on path ("pid N (name)"), from
+// /proc/locks, and reports whether it is an agfs mount daemon, which
 // releases the device by itself after an unmount.
-func lockHolder(path string) (holder string, agfsDaemon bool) {
+func Holder(path string) (holder string, agfsDaemon bool) {
 	var st syscall.Stat_t
 	if err := syscall.Stat(path, &st); err != nil {
 		return "", false
