@@ -24,7 +24,9 @@ SYNOPSIS
 DESCRIPTION
     fsck.agfs checks the agfs filesystem on DEVICE, which must not be
     mounted (it refuses a device that /proc/self/mountinfo shows mounted,
-    or that another program holds open), and with -y or -p repairs it.
+    or that another program holds open; an agfs daemon still writing its
+    last checkpoint after an unmount is waited for, up to a minute), and
+    with -y or -p repairs it.
 
     The check verifies the superblock and its copies in every allocation
     group, the write-ahead log, and each AG's header, block and inode
