@@ -253,15 +253,15 @@ func (c *deepCheck) bitSet(b uint64) bool {
 	a := f.g.AGOf(b)
 	rel := b - f.g.AGStart(a)
 	bpb := f.g.BitsPerBitmapBlock()
-	buf := make([]byte, f.bs)
-	hdr := make([]byte, f.bs)
-	if err := f.log.Read(f.g.AGHeaderBlock(a), nil, hdr); err != nil {
+	hdr, err := f.log.View(f.g.AGHeaderBlock(a), nil)
+	if err != nil {
 		return false
 	}
 	if uint32(rel/bpb) >= binary.LittleEndian.Uint32(hdr[layout.OffAGBlockBitmapInit:]) {
 		return false
 	}
-	if err := f.log.Read(f.g.BlockBitmapStart(a)+rel/bpb, nil, buf); err != nil {
+	buf, err := f.log.View(f.g.BlockBitmapStart(a)+rel/bpb, nil)
+	if err != nil {
 		return false
 	}
 	i := rel % bpb

@@ -85,12 +85,13 @@ func (c *cache) setClean(e *centry) {
 	}
 }
 
-// view returns the committed content of blk, reading it from the device
-// (and verifying it with v) on a miss. The slice is the cache's: callers
-// must not change it, and nothing else does (commits and checkpoints
-// replace a cached block's buffer), so it may be read without the lock
-// and stays as it was for as long as the caller holds it.
-func (l *Log) view(blk uint64, v Verifier) ([]byte, error) {
+// View returns the committed content of blk, like Read but without a
+// copy, reading it from the device (and verifying it with v) on a miss.
+// The slice is the cache's: callers must not change it, and nothing else
+// does (commits and checkpoints replace a cached block's buffer), so it
+// may be read without the lock and stays as it was for as long as the
+// caller holds it; a later commit may make it stale.
+func (l *Log) View(blk uint64, v Verifier) ([]byte, error) {
 	if err := l.g.checkBlock(blk); err != nil {
 		return nil, fmt.Errorf("wal: read: %w", err)
 	}

@@ -430,19 +430,12 @@ func (l *Log) Read(blk uint64, v Verifier, dst []byte) error {
 	if len(dst) != int(l.g.bs) {
 		return fmt.Errorf("wal: read: block %d: buffer of %d bytes, block size %d", blk, len(dst), l.g.bs)
 	}
-	b, err := l.view(blk, v)
+	b, err := l.View(blk, v)
 	if err != nil {
 		return err
 	}
 	copy(dst, b)
 	return nil
-}
-
-// View returns the committed content of blk like Read, without a copy:
-// the slice is shared and must not be changed. It never changes either,
-// but a later commit may make it stale.
-func (l *Log) View(blk uint64, v Verifier) ([]byte, error) {
-	return l.view(blk, v)
 }
 
 // checkpointer runs background checkpoints.

@@ -87,7 +87,7 @@ func (t *Tx) view(blk uint64, v Verifier) ([]byte, bool, error) {
 	if b := t.blocks[blk]; b != nil {
 		return slices.Clone(b.data), false, nil
 	}
-	b, err := t.l.view(blk, v)
+	b, err := t.l.View(blk, v)
 	return b, true, err
 }
 
@@ -126,7 +126,7 @@ func (t *Tx) Write(blk uint64, off int, data []byte) error {
 		if err := t.l.g.checkBlock(blk); err != nil {
 			return fmt.Errorf("wal: %w", err)
 		}
-		cur, err := t.l.view(blk, nil)
+		cur, err := t.l.View(blk, nil)
 		if err != nil {
 			return err
 		}
