@@ -11,6 +11,7 @@ import (
 	"agfs/cmd/internal/device"
 	"agfs/disk"
 	"agfs/fsck"
+	"agfs/internal/mountinfo"
 	"agfs/layout"
 	"agfs/mkfs"
 )
@@ -109,10 +110,12 @@ func run(args []string, out io.Writer) (int, error) {
 	}
 	path := fl.Arg(0)
 	mounted := func() error {
-		if at, err := mountedAt("/proc/self/mountinfo", path); err != nil {
-			return err
-		} else if at != "" {
-			return fmt.Errorf("%s is mounted on %s: unmount it first", path, at)
+		ms, err := mountinfo.Read(mountinfo.Self)
+		if err != nil {
+			return fmt.Errorf("is %s mounted? %w", path, err)
+		}
+		if at := mountinfo.Of(ms, path); len(at) > 0 {
+			return fmt.Errorf("%s is mounted on %s: unmount it first", path, at[0].MountPoint)
 		}
 		return nil
 	}

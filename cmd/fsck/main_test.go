@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"agfs/fs/fusefs/fusetest"
 )
 
 var fsckBin, mkfsBin string
@@ -22,7 +24,7 @@ func TestMain(m *testing.M) {
 			panic(string(out))
 		}
 	}
-	code := m.Run()
+	code := fusetest.Main(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -163,31 +165,26 @@ func TestRepairModes(t *testing.T) {
 	}
 }
 
-func TestMountedAt(t *testing.T) {
-	dir := t.TempDir()
-	img := filepath.Join(dir, "a b.img")
-	if err := os.WriteFile(img, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	link := filepath.Join(dir, "link.img")
+// A mounted image is refused at once, however its path is spelt, and
+// checked once it is unmounted.
+func TestRefusesMounted(t *testing.T) {
+	fusetest.Require(t)
+	img := fusetest.Format(t, "64M")
+	mnt := fusetest.Mount(t, img)
+	link := filepath.Join(t.TempDir(), "link.img")
 	if err := os.Symlink(img, link); err != nil {
 		t.Fatal(err)
 	}
-	esc := strings.ReplaceAll(img, " ", `\040`)
-	info := filepath.Join(dir, "mountinfo")
-	if err := os.WriteFile(info, []byte(
-		"22 1 0:21 / /proc rw,nosuid - proc proc rw\n"+
-			"90 1 0:50 / /mnt/x\\040y rw,nosuid - fuse.agfs "+esc+" rw,user_id=0\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	for _, path := range []string{img, link} {
-		at, err := mountedAt(info, path)
-		if err != nil || at != "/mnt/x y" {
-			t.Fatalf("%s: mounted at %q, %v", path, at, err)
+		want := path + " is mounted on " + mnt + ": unmount it first"
+		if out, code := runBin(t, fsckBin, "-n", path); code != 8 || !strings.Contains(out, want) {
+			t.Errorf("fsck -n %s while mounted: exit %d, %q; want 8, %q", path, code, out, want)
 		}
 	}
-	other := filepath.Join(dir, "other.img")
-	if at, err := mountedAt(info, other); err != nil || at != "" {
-		t.Fatalf("unmounted image: %q, %v", at, err)
+	if err := fusetest.Unmount(mnt, img); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runBin(t, fsckBin, "-n", img); code != 0 {
+		t.Errorf("fsck -n after umount: exit %d, %q", code, out)
 	}
 }

@@ -89,21 +89,6 @@ func TestDropTrusted(t *testing.T) {
 	}
 }
 
-func TestParseMountInfo(t *testing.T) {
-	line := `42 27 0:39 / /tmp/a\040b/mnt rw,relatime shared:1 master:2 - fuse.agfs /tmp/x\134y.img rw,user_id=0`
-	m, ok := parseMountInfo(line)
-	want := MountInfo{Dev: "0:39", MountPoint: "/tmp/a b/mnt", FSType: "fuse.agfs", Source: `/tmp/x\y.img`}
-	if !ok || m != want {
-		t.Errorf("parseMountInfo = %+v %v, want %+v", m, ok, want)
-	}
-	if _, ok := parseMountInfo("garbage"); ok {
-		t.Error("parsed garbage")
-	}
-	if ms, err := Mounts(); err != nil || len(ms) == 0 {
-		t.Errorf("Mounts: %d mounts, %v", len(ms), err)
-	}
-}
-
 // mkACL builds an ACL from "tag:id:perm" triples.
 func mkACL(es ...aclEntry) acl { return acl(es) }
 

@@ -26,6 +26,7 @@ import (
 	"agfs/disk"
 	"agfs/fs/fusefs"
 	"agfs/fsck"
+	"agfs/internal/mountinfo"
 	"agfs/layout"
 )
 
@@ -152,7 +153,7 @@ func Guard(t testing.TB, img, mnt string) {
 
 // Mounted reports whether an agfs filesystem is mounted on mnt.
 func Mounted(mnt string) bool {
-	ms, _ := fusefs.Mounts()
+	ms, _ := mountinfo.Read(mountinfo.Self)
 	for _, m := range ms {
 		if m.MountPoint == mnt && fusefs.IsAgfsType(m.FSType) {
 			return true
