@@ -42,8 +42,8 @@ DESCRIPTION
 
     Every operation may fail with the errors its arguments can cause when
     other workers change the names under it (ENOENT, EEXIST, ENOTDIR,
-    EISDIR, ENOTEMPTY, EINVAL, ELOOP, EMLINK, ENODATA, ENXIO, EAGAIN,
-    EPERM, ESPIPE, ENOSPC); any other error is a failure, but for a
+    EISDIR, ENOTEMPTY, EINVAL, ELOOP, EMLINK, ENODATA, ENXIO, EPIPE,
+    EAGAIN, EPERM, ESPIPE, ENOSPC); any other error is a failure, but for a
     fallocate mode that the filesystem does not support (EOPNOTSUPP):
     that mode is left out from then on, and the summary names it. So is an
     operation that has not returned after --stall seconds: fsstress then

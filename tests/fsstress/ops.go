@@ -16,13 +16,14 @@ import (
 // expected are the errors an operation may meet when other workers change
 // its names under it: a name gone, taken, of another type, a directory
 // not empty or renamed into itself, a symbolic link loop, an attribute
-// not there, a fifo with no reader, an attribute on a special file or
+// not there, a fifo with no reader (at the open: ENXIO, or at a write
+// after its last reader went: EPIPE), an attribute on a special file or
 // link to a directory (EPERM), a full filesystem. Anything else is the
 // filesystem's failure.
 var expected = [...]syscall.Errno{
 	unix.ENOENT, unix.EEXIST, unix.ENOTDIR, unix.EISDIR, unix.ENOTEMPTY,
 	unix.EINVAL, unix.ELOOP, unix.EMLINK, unix.ENODATA, unix.ENXIO,
-	unix.EAGAIN, unix.EPERM, unix.ESPIPE, unix.ENOSPC,
+	unix.EPIPE, unix.EAGAIN, unix.EPERM, unix.ESPIPE, unix.ENOSPC,
 }
 
 // Names the operations choose from: directories d0-d2 up to two deep
