@@ -163,8 +163,8 @@ type stressRun struct {
 	ops    atomic.Int64
 	errs   [len(expected)]atomic.Int64 // by expected error
 
-	unsupported atomic.Uint32 // bit i: fallocModes[i] answered EOPNOTSUPP
-	doing  []atomic.Pointer[inFlight]  // per worker: the operation under way
+	unsupported atomic.Uint32              // bit i: fallocModes[i] answered EOPNOTSUPP
+	doing       []atomic.Pointer[inFlight] // per worker: the operation under way
 }
 
 // inFlight is an operation under way, for the stall report.
