@@ -157,7 +157,7 @@ type stressRun struct {
 	operations []operation
 	weight     int // of all operations
 	out        io.Writer
-	mu         sync.Mutex // out, failed
+	mu         sync.Mutex // one report at a time on out
 
 	failed atomic.Bool
 	ops    atomic.Int64
@@ -203,22 +203,7 @@ func (r *stressRun) stress() bool {
 			if r.failed.Load() {
 				return false
 			}
-			var n int64
-			var each []string
-			for i, e := range expected {
-				if c := r.errs[i].Load(); c > 0 {
-					n += c
-					each = append(each, fmt.Sprintf("%s %d", unix.ErrnoName(e), c))
-				}
-			}
-			fmt.Fprintf(r.out, "fsstress: %d workers, %d operations, %d with an expected error, %.1fs\n",
-				r.cfg.procs, r.ops.Load(), n, time.Since(start).Seconds())
-			fmt.Fprintf(r.out, "expected errors: %s\n", strings.Join(each, ", "))
-			for i, m := range fallocModes {
-				if r.unsupported.Load()&(1<<i) != 0 {
-					fmt.Fprintf(r.out, "not supported: fallocate mode %#x\n", m)
-				}
-			}
+			r.summary(time.Since(start))
 			return true
 		case now := <-tick.C:
 			for w := range r.doing {
@@ -229,6 +214,26 @@ func (r *stressRun) stress() bool {
 					return false
 				}
 			}
+		}
+	}
+}
+
+// summary prints the counts of a run that ended well.
+func (r *stressRun) summary(took time.Duration) {
+	var n int64
+	var each []string
+	for i, e := range expected {
+		if c := r.errs[i].Load(); c > 0 {
+			n += c
+			each = append(each, fmt.Sprintf("%s %d", unix.ErrnoName(e), c))
+		}
+	}
+	fmt.Fprintf(r.out, "fsstress: %d workers, %d operations, %d with an expected error, %.1fs\n",
+		r.cfg.procs, r.ops.Load(), n, took.Seconds())
+	fmt.Fprintf(r.out, "expected errors: %s\n", strings.Join(each, ", "))
+	for i, m := range fallocModes {
+		if r.unsupported.Load()&(1<<i) != 0 {
+			fmt.Fprintf(r.out, "not supported: fallocate mode %#x\n", m)
 		}
 	}
 }
@@ -267,9 +272,4 @@ func (r *stressRun) top(w int) string {
 		return filepath.Join(r.cfg.dir, "shared")
 	}
 	return filepath.Join(r.cfg.dir, fmt.Sprintf("p%d", w))
-}
-
-// trimDir shortens a path under DIR for reports.
-func (r *stressRun) trimDir(p string) string {
-	return strings.TrimPrefix(p, r.cfg.dir+"/")
 }

@@ -158,7 +158,8 @@ func (w *worker) leaf() string {
 	return filepath.Join(w.dir(), fmt.Sprintf("f%d", w.rnd.IntN(leafNames)))
 }
 
-func (w *worker) short(p string) string { return w.r.trimDir(p) }
+// short is p without DIR, for reports.
+func (w *worker) short(p string) string { return strings.TrimPrefix(p, w.r.cfg.dir+"/") }
 
 // data fills part of the worker's buffer with a pattern and returns it.
 func (w *worker) data(n int) []byte {
